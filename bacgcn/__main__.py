@@ -1,0 +1,3 @@
+from bacgcn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""ReSO: small-object regions on hand-made maps, crop boxes, crops and crop targets."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bacgcn.reso import (ResoConfig, SmallRegion, as_grid, connected_components, crop_and_resize, crop_box_pixels,
+                         crop_targets, expand_box, mask_box, minmax_normalize, region_targets, select_region,
+                         small_object_regions, threshold_mask)
+
+A = np.array([[0.2, 0.2, 0.2, 0.2],
+              [0.2, 1.0, 0.8, 0.2],
+              [0.2, 0.2, 0.2, 0.2],
+              [0.2, 0.2, 0.2, 0.2]])   # F = 2 cells: area 0.125
+BIG = np.array([[0.9] * 4, [0.9] * 4, [0.1] * 4, [0.1] * 4])   # F = 8 cells: area 0.5
+C = np.array([[1.0, 0.0, 0.0, 0.0],
+              [0.0, 0.0, 0.0, 0.0],
+              [0.0, 0.0, 0.0, 0.0],
+              [0.0, 0.0, 0.9, 0.8]])   # F = 3 cells in two components
+
+
+def test_normalise_threshold_area():
+    np.testing.assert_allclose(minmax_normalize(A)[1], [0, 1, 0.75, 0])
+    assert threshold_mask(A, 0.5).sum() == 2
+    assert threshold_mask(A, 0.8).sum() == 1
+    assert threshold_mask(np.array([[0.0, 0.5], [1.0, 0.25]]), 0.5).sum() == 1   # strict >: 0.5 itself is out
+    assert threshold_mask(BIG, 0.5).mean() == 0.5
+    np.testing.assert_array_equal(minmax_normalize(np.full((2, 2), 3.0)), np.zeros((2, 2)))
+    # min-max normalisation is per map
+    two = minmax_normalize(np.stack([A, 10 * C]))
+    np.testing.assert_allclose(two[1], C)
+
+
+def test_regions_worked_example():
+    maps = np.stack([np.stack([A, BIG, C]), np.stack([C, A, BIG])])      # B=2, K=3, 4, 4
+    pseudo = np.array([[1, 1, 0], [1, 0, 1]])
+    regions = small_object_regions(torch.tensor(maps).flatten(2), torch.tensor(pseudo), dict(epsilon=0.2))
+    assert [(r.image_index, r.category) for r in regions] == [(0, 0), (1, 0)]
+    np.testing.assert_allclose(regions[0].box, (0.125, 0.1875, 0.875, 0.5625))
+    np.testing.assert_allclose(regions[1].box, (0.375, 0.6875, 1.0, 1.0))
+    assert [r.area for r in regions] == [0.125, 0.1875]
+    assert isinstance(regions[0], SmallRegion) and isinstance(regions[0].box, tuple)
+    # the same maps as (B, K, h, w)
+    assert small_object_regions(maps, pseudo, dict(epsilon=0.2)) == regions
+    # default epsilon 0.1: neither 2/16 nor 3/16 is small
+    assert small_object_regions(maps, pseudo) == []
+    # epsilon is a strict bound: area 0.125 with epsilon 0.125 is not small
+    assert [r.image_index for r in small_object_regions(maps, pseudo, dict(epsilon=0.125))] == []
+
+
+def test_regions_component_choice():
+    maps, pseudo = C[None, None], np.ones((1, 1))
+    boxes = {c: small_object_regions(maps, pseudo, dict(epsilon=0.2, margin=0.0, component=c))[0].box
+             for c in ("largest", "peak", "all")}
+    assert boxes == {"largest": (0.5, 0.75, 1.0, 1.0), "peak": (0.0, 0.0, 0.25, 0.25), "all": (0.0, 0.0, 1.0, 1.0)}
+
+
+def test_regions_only_pseudo_positive_classes_and_nonconstant_maps():
+    maps = np.stack([A, A, np.full((4, 4), 0.3)])[None]                   # B=1, K=3
+    cfg = dict(epsilon=0.2)
+    assert [r.category for r in small_object_regions(maps, np.array([[1, 0, 1]]), cfg)] == [0]   # 1 absent, 2 constant
+    assert [r.category for r in small_object_regions(maps, np.array([[0.25, 1 / 12, 0]]), cfg)] == [0, 1]  # soft > 0
+    assert small_object_regions(maps, np.array([[1, 1, 1]]), cfg, n_classes=1)[0].category == 0
+    assert len(small_object_regions(maps, np.array([[1, 1, 1]]), cfg, n_classes=1)) == 1
+
+
+def test_regions_non_square_grid():
+    s = np.zeros((2, 3))
+    s[0, 2] = 1.0
+    regions = small_object_regions(s.reshape(1, 1, 6), np.ones((1, 1)), dict(epsilon=0.2, margin=0.0), grid=(2, 3))
+    assert regions[0].box == (2 / 3, 0.0, 1.0, 0.5) and regions[0].area == 1 / 6
+    with pytest.raises(ValueError, match=r"pass grid=\(h, w\)"):
+        small_object_regions(s.reshape(1, 1, 6), np.ones((1, 1)))
+    with pytest.raises(ValueError, match="do not fill grid"):
+        small_object_regions(s.reshape(1, 1, 6), np.ones((1, 1)), grid=(2, 2))
+
+
+def test_regions_bad_input():
+    with pytest.raises(ValueError, match=r"must share \(B, K\)"):
+        small_object_regions(np.zeros((2, 3, 16)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="non-finite"):
+        small_object_regions(np.full((1, 1, 16), np.nan), np.ones((1, 1)))
+    with pytest.raises(ValueError, match="leading dims"):
+        small_object_regions(np.zeros(16), np.ones((1, 1)))
+    with pytest.raises(ValueError, match="unknown keys"):
+        small_object_regions(np.zeros((1, 1, 16)), np.ones((1, 1)), {"threshold": 0.3})
+    for bad, msg in [(dict(tau=1.0), "tau"), (dict(epsilon=0), "epsilon"), (dict(margin=-1), "margin"),
+                     (dict(connectivity=6), "connectivity"), (dict(min_crop_px=0), "min_crop_px")]:
+        with pytest.raises(ValueError, match=msg):
+            ResoConfig(**bad)
+
+
+def test_model_output_feeds_reso():
+    "sim_maps straight from the model (B, K, N), with grad, on a 14x14 grid."
+    from bacgcn.model import BACGCN
+    torch.manual_seed(0)
+    m = BACGCN(torch.randn(3, 8), torch.eye(5), categories=["a", "b", "c"], n_classes=2)
+    sim = m(torch.randn(2, 196, 8), g_h=torch.randn(2, 8), g_hc=torch.randn(2, 8))["sim_maps"]
+    regions = small_object_regions(sim, torch.ones(2, 3), n_classes=2)
+    assert all(r.category < 2 for r in regions)
+    for r in regions:
+        x0, y0, x1, y1 = r.box
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and 0 < r.area < 0.1
+
+
+def test_components_and_boxes():
+    ring = np.ones((3, 3), bool)
+    ring[1, 1] = False
+    assert connected_components(ring, 4)[1] == 1
+    checker = np.array([[1, 0], [0, 1]], bool)
+    assert connected_components(checker, 4)[1] == 2 and connected_components(checker, 8)[1] == 1
+    labels, n = connected_components(np.zeros((3, 3), bool))
+    assert n == 0 and not labels.any()
+    # ties between equal-size components: the one with the peak wins
+    norm = np.array([[0.9, 0, 1.0], [0, 0, 0]])
+    assert mask_box(select_region(norm, norm > 0.5, "largest")) == (2 / 3, 0.0, 1.0, 0.5)
+    with pytest.raises(ValueError, match="empty"):
+        mask_box(np.zeros((2, 2), bool))
+    assert expand_box((0.4, 0.4, 0.6, 0.6), 0.5) == pytest.approx((0.3, 0.3, 0.7, 0.7))
+    assert expand_box((0.0, 0.9, 0.2, 1.0), 1.0) == pytest.approx((0.0, 0.8, 0.4, 1.0))
+
+
+def test_crop_box_pixels():
+    assert crop_box_pixels((0.125, 0.1875, 0.875, 0.5625), 200, 100) == (25, 0, 175, 100)
+    assert crop_box_pixels((0.125, 0.1875, 0.875, 0.5625), 200, 100, square=False) == (25, 19, 175, 56)
+    assert crop_box_pixels((0.5, 0.5, 0.55, 0.55), 200, 100) == (89, 37, 121, 69)
+    assert crop_box_pixels((0.9, 0.9, 1.0, 1.0), 100, 100, min_crop_px=40) == (60, 60, 100, 100)   # shifted inside
+    assert crop_box_pixels((0.0, 0.0, 1.0, 1.0), 640, 480) == (0, 0, 640, 480)
+    for bad in [(0.5, 0.5, 0.5, 0.6), (-0.1, 0, 0.5, 0.5), (0, 0, 1.2, 0.5)]:
+        with pytest.raises(ValueError, match="is not"):
+            crop_box_pixels(bad, 100, 100)
+
+
+def test_crop_and_resize_shows_the_object():
+    img = Image.new("RGB", (300, 200), (0, 0, 255))
+    img.paste((255, 0, 0), (200, 40, 230, 70))
+    crop = crop_and_resize(img, (200 / 300, 40 / 200, 230 / 300, 70 / 200), 224)
+    assert crop.size == (224, 224) and crop.mode == "RGB"
+    assert crop.getpixel((112, 112)) == (255, 0, 0)
+    assert crop.getpixel((0, 0)) == (0, 0, 255)              # the 32 px minimum leaves a blue border
+    gray = crop_and_resize(img.convert("L"), (0.1, 0.1, 0.5, 0.5), (32, 48))
+    assert gray.size == (32, 48) and gray.mode == "L"
+
+
+def test_crop_targets():
+    t, m = crop_targets(np.array([1, 1, 0, 0]), 0)
+    np.testing.assert_array_equal(t, [1, 0, 0, 0])
+    np.testing.assert_array_equal(m, [1, 0, 1, 1])
+    assert t.dtype == np.float32 and m.dtype == np.float32
+    t, m = crop_targets(torch.tensor([0.5, 0.0, 1 / 12, 0.0]), 2)
+    assert isinstance(t, torch.Tensor) and t.tolist() == [0, 0, 1, 0] and m.tolist() == [0, 1, 1, 1]
+    with pytest.raises(ValueError, match="not a pseudo label"):
+        crop_targets(np.array([1, 0, 0]), 2)
+    with pytest.raises(ValueError, match="out of range"):
+        crop_targets(np.array([1, 0, 0]), 3)
+    with pytest.raises(ValueError, match=r"\(K,\) vector"):
+        crop_targets(np.ones((2, 3)), 0)
+
+
+def test_region_targets_feed_the_masked_loss():
+    from bacgcn.model import MaskedBCELoss
+    pseudo = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    regions = [SmallRegion(0, 1, (0, 0, 1, 1), 0.05), SmallRegion(1, 2, (0, 0, 1, 1), 0.05)]
+    T, M = region_targets(regions, pseudo)
+    assert T.tolist() == [[0, 1, 0], [0, 0, 1]] and M.tolist() == [[0, 1, 1], [0, 1, 1]]
+    logits = torch.tensor([[5.0, 0.0, 0.0], [-5.0, 0.0, 0.0]])
+    # only the kept entries count: the four kept entries all have logit 0, so each costs log 2
+    assert MaskedBCELoss()(logits, T, M).item() == pytest.approx(np.log(2))
+    with pytest.raises(ValueError, match="no regions"):
+        region_targets([], pseudo)
+
+
+def test_schedule_and_as_grid():
+    cfg = ResoConfig()
+    assert [e for e in range(1, 17) if cfg.active(e)] == [11, 12, 13, 14, 15, 16]
+    with pytest.raises(ValueError, match="count from 1"):
+        cfg.active(0)
+    assert as_grid(np.zeros((2, 3, 196))).shape == (2, 3, 14, 14)
+    with pytest.raises(ValueError, match="grid says"):
+        as_grid(np.zeros((1, 1, 4, 4)), grid=(2, 8))
