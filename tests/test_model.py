@@ -21,6 +21,8 @@ def feats(seed=0, b=B, n=N, d=D):
 
 
 def make_model(seed=0, config=None, k=K, n_global=2, names=None):
+    "A model whose global logits come from the masked views g^H, g^Hc unless the config says otherwise."
+    config = {"global_views": "masked", **(config or {})}
     torch.manual_seed(seed)
     text = torch.randn(k, D)
     adj = torch.full((n_global + k, n_global + k), 1.0 / (n_global + k))
@@ -216,7 +218,7 @@ def test_identity_gcn_gives_cosine_of_local_features():
 
 def test_ablations():
     f = feats()
-    m = make_model(config=dict(use_global_masking=False), n_global=1)
+    m = make_model(config=dict(use_global_masking=False, global_views="plain"), n_global=1)
     ref = cos(f["global_"], m.kernel.category_embed.detach()) / 0.07
     np.testing.assert_allclose(m(f["patches"], global_=f["global_"])["global_logits"].detach().numpy(), ref, rtol=1e-5)
     m = make_model(config=dict(use_local=False))
@@ -418,3 +420,20 @@ def test_cdul_aggregation_reference():
     np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match=r"needs \['global_'\]"):
         zero_shot_logits("cdul", text, patches=f["patches"])
+
+
+@pytest.mark.parametrize("views", ["plain", "all"])
+def test_global_views_plain_and_all(views):
+    m = make_model(config=dict(global_views=views, global_mode="max"))
+    f = feats()
+    out = m(**f)
+    w = m.kernel.category_embed.detach()
+    cs = [cos(f["global_"], w)] + ([cos(f["g_h"], w), cos(f["g_hc"], w)] if views == "all" else [])
+    np.testing.assert_allclose(out["global_logits"].detach().numpy(), np.max(cs, axis=0) / 0.07, rtol=1e-5)
+    with pytest.raises(ValueError, match="`global_` .* is required"):
+        m(f["patches"], g_h=f["g_h"], g_hc=f["g_hc"])
+
+
+def test_unknown_global_views_refused():
+    with pytest.raises(ValueError, match="global_views"):
+        make_model(config=dict(global_views="both"))

@@ -95,7 +95,7 @@ def test_model_output_feeds_reso():
     from bacgcn.model import BACGCN
     torch.manual_seed(0)
     m = BACGCN(torch.randn(3, 8), torch.eye(5), categories=["a", "b", "c"], n_classes=2)
-    sim = m(torch.randn(2, 196, 8), g_h=torch.randn(2, 8), g_hc=torch.randn(2, 8))["sim_maps"]
+    sim = m(torch.randn(2, 196, 8), torch.randn(2, 8), torch.randn(2, 8), torch.randn(2, 8))["sim_maps"]
     regions = small_object_regions(sim, torch.ones(2, 3), n_classes=2)
     assert all(r.category < 2 for r in regions)
     for r in regions:
