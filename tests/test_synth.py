@@ -1,0 +1,279 @@
+"""The built-in synthetic benchmark (bacgcn.synth) and the shipped tiny CLIP (bacgcn.tinyclip).
+
+Checked against independent recomputation: split files parsed by hand, pixel colours inside boxes,
+empirical frequencies against the documented prior, scikit-learn's average precision."""
+import json
+import math
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bacgcn.synth import (AFFINITY, BACKGROUNDS, CLASSES, KEY_COLOUR, CaptionerConfig, SynthConfig, affinity_matrix,
+                          image_id, make_benchmark, make_scene, mention_rates, mentioned_categories, read_boxes,
+                          simulate_captions, size_bucket, synth_vocab, write_captions)
+from bacgcn.vocab import load_vocab
+
+SMALL = {"n_train": 40, "n_val": 8, "n_test": 20}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synth")
+    return d, make_benchmark(d, SMALL)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [make_scene(None, "train", i) for i in range(400)]
+
+
+# ---------------------------------------------------------------- determinism
+
+def test_scene_deterministic_by_seed():
+    a, b = make_scene({"seed": 3}, "val", 11), make_scene({"seed": 3}, "val", 11)
+    assert a.image.tobytes() == b.image.tobytes() and a.instances == b.instances
+    assert make_scene({"seed": 4}, "val", 11).image.tobytes() != a.image.tobytes()
+    assert make_scene({"seed": 3}, "test", 11).image.tobytes() != a.image.tobytes()
+
+
+def test_benchmark_files_identical_bytes(bench, tmp_path):
+    d, _ = bench
+    make_benchmark(tmp_path, SMALL)
+    files = sorted(p.relative_to(d) for p in d.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    for f in files:
+        assert (d / f).read_bytes() == (tmp_path / f).read_bytes(), f
+
+
+# ---------------------------------------------------------------- world statistics
+
+def test_boat_mostly_on_water_and_hard_priors(scenes):
+    has = lambda s, c: CLASSES.index(c) in s.labels
+    bg = lambda s, b: BACKGROUNDS.index(b) in s.backgrounds
+    boats = [bg(s, "water") for s in scenes if has(s, "boat")]
+    assert len(boats) > 20 and np.mean(boats) > 0.8
+    assert all(bg(s, "snow") for s in scenes if has(s, "skis"))
+    assert all(bg(s, "wall") for s in scenes if has(s, "clock"))
+    # flying things are the only objects anchored in the sky
+    sky = BACKGROUNDS.index("sky")
+    assert {CLASSES[o.cls] for s in scenes for o in s.instances if o.background == sky} <= {"bird", "airplane", "kite"}
+
+
+def test_class_given_background_follows_the_table():
+    cfg = {"p_same_class": 0.0}
+    inst = [o for i in range(600) for o in make_scene(cfg, "train", i).instances]
+    A = np.array([AFFINITY[c] for c in CLASSES], dtype=float)
+    for b, name in enumerate(BACKGROUNDS):
+        got = Counter(o.cls for o in inst if o.background == b)
+        n = sum(got.values())
+        if n < 80: continue
+        emp = np.array([got[c] for c in range(len(CLASSES))]) / n
+        assert np.abs(emp - A[:, b] / A[:, b].sum()).max() < 0.08, name
+    assert np.array_equal(affinity_matrix(), A)
+
+
+def test_small_object_share(scenes):
+    sizes = np.array([max(o.box[2] - o.box[0], o.box[3] - o.box[1]) / 64 for s in scenes for o in s.instances])
+    small, medium = np.mean(sizes < 1 / 8), np.mean((sizes >= 1 / 8) & (sizes < 1 / 4))
+    assert 0.33 <= small <= 0.50, small            # COCO: 41 %
+    assert medium >= 0.15 and 1 - small - medium >= 0.2
+    assert sizes.min() >= 2 / 64 and sizes.max() <= 0.6 + 1 / 64
+    buckets = Counter(size_bucket(o.box, 64) for s in scenes for o in s.instances)
+    assert buckets["small"] == int((sizes < 1 / 8).sum())
+    counts = Counter(len(s.instances) for s in scenes)
+    assert set(counts) <= {1, 2, 3, 4} and counts[1] > counts[4]
+
+
+# ---------------------------------------------------------------- boxes against pixels
+
+def _near(img, colour, tol):
+    return np.abs(img.astype(int) - np.array(colour)).max(-1) <= tol
+
+
+def test_boxes_inside_image_and_contain_their_sprite(scenes):
+    for s in scenes[:250]:
+        H, W, _ = s.image.shape
+        for o in s.instances:
+            x0, y0, x1, y1 = o.box
+            assert 0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H
+            assert _near(s.image[y0:y1, x0:x1], KEY_COLOUR[CLASSES[o.cls]], 30).any(), (CLASSES[o.cls], o.box)
+
+
+def test_distinctive_colours_only_inside_their_boxes(scenes):
+    # colours used by no background texture: their pixels must lie in that class's boxes
+    for name in ["car", "skis", "kite", "bus", "umbrella", "surfboard", "bicycle", "boat"]:
+        c, inside, total = CLASSES.index(name), 0, 0
+        for s in scenes:
+            mask = _near(s.image, KEY_COLOUR[name], 18)
+            box_mask = np.zeros(mask.shape, bool)
+            for o in s.instances:
+                if o.cls == c: box_mask[o.box[1]:o.box[3], o.box[0]:o.box[2]] = True
+            inside += (mask & box_mask).sum(); total += mask.sum()
+        assert total > 50 and inside / total > 0.99, (name, inside, total)
+
+
+def test_render_size_configurable():
+    s = make_scene({"image_size": 128}, "test", 5)
+    assert s.image.shape == (128, 128, 3)
+    assert all(o.box[2] <= 128 and o.box[3] <= 128 for o in s.instances)
+
+
+# ---------------------------------------------------------------- split files
+
+def test_split_files_readable(bench):
+    d, manifest = bench
+    for split, n in (("train", 40), ("val", 8), ("test", 20)):
+        lines = (d / f"{split}_cls.txt").read_text().splitlines()
+        boxes = json.loads((d / f"{split}_boxes.json").read_text())
+        meta = json.loads((d / f"{split}_scenes.json").read_text())
+        assert len(lines) == n == manifest["splits"][split]["n_images"] and len(boxes) == n == len(meta)
+        for i, line in enumerate(lines):
+            sid, *idx = line.split()
+            assert sid == image_id(split, i) and (d / "images" / f"{sid}.png").is_file()
+            idx = [int(x) for x in idx]
+            assert idx and idx == sorted(set(idx)) and all(0 <= k < len(CLASSES) for k in idx)
+            assert idx == sorted({b[0] for b in boxes[sid]})                   # labels = classes of the boxes
+            assert set(meta[sid]["backgrounds"]) <= set(BACKGROUNDS)
+            with Image.open(d / "images" / f"{sid}.png") as im:
+                assert im.size == (64, 64) and im.mode == "RGB"
+    assert read_boxes(d / "test_boxes.json")["test_00003"] == [(o.cls, o.box) for o in make_scene(None, "test", 3).instances]
+
+
+def test_split_files_through_project_readers(bench):
+    d, _ = bench
+    data = pytest.importorskip("bacgcn.data")
+    ds = data.read_label_list(d / "test_cls.txt", CLASSES, image_root=d / "images", ext=".png")
+    assert len(ds) == 20 and ds.labels.shape == (20, len(CLASSES))
+    assert all(Path(p).is_file() for p in ds.image_paths)
+    assert sorted(np.flatnonzero(ds.labels[3] == 1).tolist()) == make_scene(None, "test", 3).labels
+
+
+def test_vocabulary_files(bench):
+    d, _ = bench
+    v = load_vocab(d / "synth.json")
+    assert v == synth_vocab() and (v.n_classes, v.n_backgrounds) == (14, 7) and v.classes == CLASSES
+    shipped = Path(__file__).resolve().parents[1] / "bacgcn" / "vocabs" / "synth.json"
+    assert json.loads(shipped.read_text()) == synth_vocab().to_dict()
+    # every phrase the captioner may write maps back to its category
+    for c in v.categories:
+        for w in v.synonyms[c]:
+            assert mentioned_categories(f"a photo of {w} here") == [c], (c, w)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown keys"): SynthConfig.from_dict({"n_trian": 1})
+    with pytest.raises(ValueError, match="size_min"): SynthConfig(size_min=0.5, size_max=0.2)
+    with pytest.raises(ValueError, match="image_size"): SynthConfig(image_size=8)
+    with pytest.raises(KeyError, match="unknown stream"): make_scene(None, "trainval", 0)
+    with pytest.raises(ValueError, match="unknown keys"): CaptionerConfig.from_dict({"p_echo": 1})
+    with pytest.raises(ValueError, match="one rate per prompt"): CaptionerConfig(background_rate=(1.0,))
+
+
+def test_read_boxes_bad_files(tmp_path):
+    (tmp_path / "a.json").write_text("{not json")
+    with pytest.raises(ValueError, match="a.json"): read_boxes(tmp_path / "a.json")
+    (tmp_path / "b.json").write_text('{"img": [[1, 0, 0, 3]]}')
+    with pytest.raises(ValueError, match="entry 'img'"): read_boxes(tmp_path / "b.json")
+
+
+# ---------------------------------------------------------------- captioner
+
+def test_caption_files_format(bench):
+    d, _ = bench
+    caps = json.loads((d / "train_captions.json").read_text())
+    recaps = json.loads((d / "train_re_captions.json").read_text())
+    assert sorted(caps) == sorted(recaps) == [f"{image_id('train', i)}." for i in range(40)]
+    for k in caps:
+        assert len(caps[k]) == 6 and len(recaps[k]) == 6
+        assert all(isinstance(x, str) and x for x in caps[k] + recaps[k])
+    assert not (d / "test_captions.json").exists()
+    captions = pytest.importorskip("bacgcn.captions")
+    got = captions.read_captions(d / "train_captions.json", d / "train_re_captions.json")
+    assert len(got) == 40 and len(got["train_00000"]) == 12
+
+
+def test_captioner_deterministic(tmp_path):
+    items = [(image_id("train", i), make_scene(None, "train", i)) for i in range(20)]
+    a = write_captions(items, tmp_path / "a", "x")
+    b = write_captions(list(reversed(items)), tmp_path / "b", "x")     # order does not matter
+    for p, q in zip(a, b):
+        assert json.loads(p.read_text()) == json.loads(q.read_text())
+    s = items[0][1]
+    assert simulate_captions(s, "train_00000", {"seed": 1}) != simulate_captions(s, "train_00000", {"seed": 2})
+
+
+def test_large_objects_mentioned_more_than_small():
+    r = mention_rates(200)
+    assert r["large"] > 0.85 and r["large"] > r["medium"] + 0.05 and r["medium"] > r["small"] + 0.2
+    assert r["absent"] < 0.06
+
+
+def test_echo_noise_and_synonyms():
+    strings = [simulate_captions(make_scene(None, "train", i), image_id("train", i)) for i in range(200)]
+    recaps = [r for _, rr in strings for r in rr]
+    excl = np.mean([any("excluding" in r for r in rr) for _, rr in strings])
+    assert 0.15 < excl < 0.6, excl
+    assert any(re.match(r"^[a-z ]+\.  Question: What objects are present in this image, excluding [a-z ]+\? Answer: ", r) for r in recaps)
+    assert any(r.startswith("The background of this image, excluding ") for r in recaps)
+    words = " ".join(c for cc, rr in strings for c in cc + rr).lower()
+    assert re.search(r"\b(two|several|some|three) [a-z]+s\b", words) and re.search(r"\b(sailboat|seagull|bike|plane)s?\b", words)
+
+
+# ---------------------------------------------------------------- shipped tiny CLIP
+
+ASSETS = Path(__file__).resolve().parents[1] / "bacgcn" / "assets"
+
+
+def test_shipped_checkpoint_files():
+    cfg = json.loads((ASSETS / "tinyclip_config.json").read_text())
+    assert set(cfg) == {"embed_dim", "vision_cfg", "text_cfg"} and cfg["text_cfg"]["vocab_size"] == 49408
+    w = ASSETS / "tinyclip.safetensors"
+    assert w.stat().st_size <= 5 * 1024 * 1024
+    from safetensors.torch import load_file
+    sd = load_file(str(w))
+    assert all(v.dtype == torch.float16 for k, v in sd.items() if k != "token_embedding.ids")
+    card = json.loads((ASSETS / "tinyclip_card.json").read_text())
+    assert card["open_clip_config"] == cfg and 0 < card["evaluation"]["mAP"] <= 1 and card["command"]
+
+
+def test_shipped_checkpoint_loads_into_open_clip_and_beats_chance(tmp_path):
+    import open_clip
+    from safetensors.torch import load_file
+    from sklearn.metrics import average_precision_score
+    from bacgcn.tinyclip import expand_state_dict
+    # register the shipped config with open_clip and build the model the way open_clip does
+    (tmp_path / "bacgcn-tinyclip.json").write_text((ASSETS / "tinyclip_config.json").read_text())
+    open_clip.add_model_config(tmp_path / "bacgcn-tinyclip.json")
+    model = open_clip.create_model("bacgcn-tinyclip", pretrained=None).eval()
+    missing, unexpected = model.load_state_dict(expand_state_dict(load_file(str(ASSETS / "tinyclip.safetensors"))), strict=True)
+    assert not missing and not unexpected
+    tok = open_clip.get_tokenizer("bacgcn-tinyclip")
+    vocab = synth_vocab()
+    scenes = [make_scene(None, 777, i) for i in range(64)]                        # a stream nobody trained on
+    x = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)) / torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        img = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
+        txt = torch.stack([torch.nn.functional.normalize(model.encode_text(tok(vocab.prompts(c))), dim=-1).mean(0) for c in CLASSES])
+    scores = (img @ torch.nn.functional.normalize(txt, dim=-1).T).numpy()
+    Y = np.zeros((64, len(CLASSES)), int)
+    for i, s in enumerate(scenes): Y[i, s.labels] = 1
+    aps = [average_precision_score(Y[:, c], scores[:, c]) for c in range(len(CLASSES)) if Y[:, c].any()]
+    chance = np.mean([Y[:, c].mean() for c in range(len(CLASSES)) if Y[:, c].any()])
+    assert np.mean(aps) > max(0.5, 2 * chance), (np.mean(aps), chance)
+
+
+def test_expand_state_dict_and_bad_files(tmp_path):
+    from bacgcn.tinyclip import expand_state_dict, load_tiny_clip_state
+    sd = {"a": torch.ones(2), "token_embedding.rows": torch.ones(2, 3), "token_embedding.ids": torch.tensor([1, 4])}
+    full = expand_state_dict(sd, vocab_size=6)
+    assert full["token_embedding.weight"].shape == (6, 3)
+    assert full["token_embedding.weight"].sum(1).tolist() == [0, 3, 0, 0, 3, 0] and "token_embedding.rows" not in full
+    with pytest.raises(ValueError, match="outside vocab_size"): expand_state_dict(sd, vocab_size=3)
+    with pytest.raises(ValueError, match="not a tiny-CLIP"): expand_state_dict({"a": torch.ones(1)})
+    with pytest.raises(FileNotFoundError, match="not found"): load_tiny_clip_state(tmp_path / "none.safetensors")
