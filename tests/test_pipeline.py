@@ -136,3 +136,42 @@ def test_same_seed_same_metrics_and_console_script(world, tmp_path):
     r = subprocess.run([sys.executable, "-m", "bacgcn", "evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--dataset", "voc2007",
                         "--data-root", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fixed_reso_regions_and_target_override(world, tmp_path):
+    "ReSO with given regions crops exactly those (their category becomes a positive crop target); targets replace the pseudo labels."
+    d = world
+    torch.manual_seed(0)
+    bb = load_clip(model_config=str(d / "clip.json"))
+    ids = [f"train{i:03d}" for i in range(36) if i != 5]
+    items = [(k, d / "images" / f"{k}.jpg") for k in ids]
+    hard = np.zeros((len(ids), 4), np.uint8); hard[:, 0] = 1                # every image: "boat" only
+    from types import SimpleNamespace
+    from bacgcn.reso import SmallRegion
+    pl = SimpleNamespace(image_ids=ids, categories=CLASSES + BACKGROUNDS, soft=hard * 1.0, hard=hard)
+    prep = prepare(vocab=Vocab("toy", CLASSES, BACKGROUNDS), backbone=bb, train_items=items, pseudo=pl, cache_dir=tmp_path / "cache",
+                   test_items=items[:10], test_labels=hard[:10, :3], feature_config={"num_workers": 0}, progress=False)
+    cfg = TrainConfig(epochs=2, reso_start_epoch=2, batch_size=8, model={"kernel": {"top_k": 2}}, reso_config={"min_crop_px": 8})
+    regions = [SmallRegion(3, 2, (0.1, 0.1, 0.4, 0.4), 0.05), SmallRegion(7, 0, (0.5, 0.5, 0.9, 0.9), 0.05)]
+    res = train_and_evaluate(prep, cfg, tmp_path / "fixed", progress=False, reso_regions=regions)
+    assert res.history[1]["n_samples"] == len(ids) + 2
+    stored = json.loads((tmp_path / "fixed" / "reso" / "regions.json").read_text())["regions"]
+    assert [(i, o) for i, o, _, _ in stored] == [(3, 2), (7, 0)]
+    from bacgcn.features import FeatureCache
+    assert sorted(FeatureCache.open(tmp_path / "fixed" / "reso" / "features").image_ids) == [f"{ids[3]}#2", f"{ids[7]}#0"]
+
+    with pytest.raises(ValueError, match="targets are"):
+        train_and_evaluate(prep, cfg, tmp_path / "bad1", progress=False, targets=np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
+        train_and_evaluate(prep, cfg, tmp_path / "bad2", progress=False, targets=np.full((len(ids), 4), 2.0))
+    with pytest.raises(ValueError, match="reso_regions given but"):
+        train_and_evaluate(prep, TrainConfig(epochs=1, reso=False), tmp_path / "bad3", progress=False, reso_regions=regions)
+    with pytest.raises(ValueError, match="outside"):
+        train_and_evaluate(prep, cfg, tmp_path / "bad4", progress=False, reso_regions=[SmallRegion(99, 0, (0.1, 0.1, 0.4, 0.4), 0.05)])
+
+    # targets naming class 2 ("bird") everywhere, which the pseudo labels never name: it is scored present, not absent
+    y = np.zeros((len(ids), 4), np.float32); y[:, 0] = 1; y[:, 2] = 1
+    one = TrainConfig(epochs=2, reso=False, batch_size=8, model={"kernel": {"top_k": 2}})
+    base = train_and_evaluate(prep, one, tmp_path / "pseudo", progress=False)
+    over = train_and_evaluate(prep, one, tmp_path / "override", progress=False, targets=y)
+    assert over.test_scores[:, 2].min() > 0.5 > base.test_scores[:, 2].max()
