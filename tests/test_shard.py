@@ -309,3 +309,22 @@ def test_fast_config_and_encoder_bad_input(bb):
     squash = SimpleNamespace(preprocess=T.Compose([T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)]))
     with pytest.raises(ValueError, match="use decode='pil'"):
         _tensor_transforms(squash)
+
+
+def test_attention_fix_follows_the_fast_config_and_is_restored(bb):
+    "The backbone's own CUDA autocast enters ContiguousAttentionInputs unless a DeviceEncoder run switches it off; the flag is restored."
+    from bacgcn.clip import ContiguousAttentionInputs
+    from bacgcn.shard import DeviceEncoder
+    assert bb.contiguous_attention is True
+    x = torch.randint(0, 256, (2, 3, bb.image_size, bb.image_size), dtype=torch.uint8)
+    for on in (False, True):
+        enc = DeviceEncoder(bb, dict(contiguous_attention=on))
+        with enc.autocast(): assert bb.contiguous_attention is on
+        assert bb.contiguous_attention is True
+    with pytest.raises(RuntimeError):
+        with DeviceEncoder(bb, dict(contiguous_attention=False)).autocast(): raise RuntimeError("interrupted")
+    assert bb.contiguous_attention is True
+    # the mode changes no number: the same features with and without it
+    ref = DeviceEncoder(bb)(x)
+    with ContiguousAttentionInputs(): got = DeviceEncoder(bb)(x)
+    for k in ("global", "patches", "g_h", "g_hc"): torch.testing.assert_close(got[k], ref[k])
