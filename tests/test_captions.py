@@ -227,7 +227,7 @@ def test_read_captions_missing_file(tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match=r"unknown caption config fields \['minvotes'\]"):
+    with pytest.raises(ValueError, match=r"unknown CaptionConfig fields \['minvotes'\]"):
         CaptionConfig.from_any({"minvotes": 2})
     for bad in ({"min_votes": 0}, {"min_share": -0.1}, {"share_of": "twelve"}, {"salience_weight": 1.0},
                 {"echo_patterns": ["(unclosed"]}, {"requires_context": {"table": "dinner"}}):

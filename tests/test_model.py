@@ -104,7 +104,7 @@ def test_kernel_bad_input():
         SimilarityKernel(torch.randn(D))
     with pytest.raises(ValueError, match="non-finite"):
         SimilarityKernel(torch.full((K, D), float("nan")))
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown KernelConfig fields"):
         SimilarityKernel(torch.randn(K, D), {"k": 3})
     with pytest.raises(TypeError, match="expected a KernelConfig"):
         as_config(KernelConfig, 3)

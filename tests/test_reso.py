@@ -82,7 +82,7 @@ def test_regions_bad_input():
         small_object_regions(np.full((1, 1, 16), np.nan), np.ones((1, 1)))
     with pytest.raises(ValueError, match="leading dims"):
         small_object_regions(np.zeros(16), np.ones((1, 1)))
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown ResoConfig fields"):
         small_object_regions(np.zeros((1, 1, 16)), np.ones((1, 1)), {"threshold": 0.3})
     for bad, msg in [(dict(tau=1.0), "tau"), (dict(epsilon=0), "epsilon"), (dict(margin=-1), "margin"),
                      (dict(connectivity=6), "connectivity"), (dict(min_crop_px=0), "min_crop_px")]:

@@ -166,11 +166,11 @@ def test_vocabulary_files(bench):
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="unknown keys"): SynthConfig.from_dict({"n_trian": 1})
+    with pytest.raises(ValueError, match="unknown SynthConfig fields"): SynthConfig.from_dict({"n_trian": 1})
     with pytest.raises(ValueError, match="size_min"): SynthConfig(size_min=0.5, size_max=0.2)
     with pytest.raises(ValueError, match="image_size"): SynthConfig(image_size=8)
     with pytest.raises(KeyError, match="unknown stream"): make_scene(None, "trainval", 0)
-    with pytest.raises(ValueError, match="unknown keys"): CaptionerConfig.from_dict({"p_echo": 1})
+    with pytest.raises(ValueError, match="unknown CaptionerConfig fields"): CaptionerConfig.from_dict({"p_echo": 1})
     with pytest.raises(ValueError, match="one rate per prompt"): CaptionerConfig(background_rate=(1.0,))
 
 
