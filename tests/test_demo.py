@@ -41,7 +41,7 @@ def test_quick_demo_from_the_command_line(tmp_path, capsys):
     d = m["reso_diagnosis"]
     assert d["n_small_training_instances"] == d["crop_recognition"]["n_crops"] == len(pairs) > 0
     assert set(d["runs"]) == {"oracle_reso_crops", "oracle_small_labels", "true_labels"}
-    assert "ReSO and small objects: a diagnosis" in readme
+    assert "ReSO and small objects: a diagnosis" in readme and (out / "reso_diagnosis.png").stat().st_size > 0
     assert str(out) in capsys.readouterr().out          # says where its outputs are
 
 
@@ -85,6 +85,7 @@ def _diagnosis_holds(m: dict) -> None:
 
 def test_committed_reso_diagnosis(committed):
     _diagnosis_holds(committed)
+    assert (COMMITTED.parent / "reso_diagnosis.png").exists()
 
 
 def test_reso_diagnosis_on_other_seeds(other_seed):
