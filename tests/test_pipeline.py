@@ -166,6 +166,7 @@ def test_fixed_reso_regions_and_target_override(world, tmp_path):
         train_and_evaluate(prep, cfg, tmp_path / "bad2", progress=False, targets=np.full((len(ids), 4), 2.0))
     with pytest.raises(ValueError, match="reso_regions given but"):
         train_and_evaluate(prep, TrainConfig(epochs=1, reso=False), tmp_path / "bad3", progress=False, reso_regions=regions)
+    assert not any((tmp_path / f"bad{i}").exists() for i in (1, 2, 3))      # refused before anything is written
     with pytest.raises(ValueError, match="outside"):
         train_and_evaluate(prep, cfg, tmp_path / "bad4", progress=False, reso_regions=[SmallRegion(99, 0, (0.1, 0.1, 0.4, 0.4), 0.05)])
 
