@@ -29,11 +29,26 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from .clip import ClipConfig, load_clip
-from .features import CACHE_VERSION, MANIFEST, FeatureCache, FeatureConfig, plan_batches, read_image, write_json_atomic
+from bacgcn.features import (
+    CACHE_VERSION,
+    MANIFEST,
+    FeatureCache,
+    FeatureConfig,
+    plan_batches,
+    read_image,
+    write_json_atomic,
+)
 from .graph import clip_gcn_adjacency
 from .model import BACGCN
-from .shard import (DeviceEncoder, FastConfig, FileFeatureSource, NpyFile, cpu_has_bf16, extract_fast,
-                          uint8_preprocess)
+from bacgcn.shard import (
+    DeviceEncoder,
+    FastConfig,
+    FileFeatureSource,
+    NpyFile,
+    cpu_has_bf16,
+    extract_fast,
+    uint8_preprocess,
+)
 from .shard import _Uint8Images, _collate_uint8, _device_batch, _resolve_decode, _tensor_transforms
 from .train import FeatureSource, Segment, TrainConfig, Trainer, TrainingSet
 
@@ -48,41 +63,61 @@ def cpu_model() -> str:
     "The CPU's model name (from /proc/cpuinfo on Linux)."
     with contextlib.suppress(OSError):
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"): return line.split(":", 1)[1].strip()
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
 
 def device_name(device) -> str:
     "A human label of the device: the GPU's name, or the CPU model."
     dev = torch.device(device)
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()
 
+
 def device_slug(device) -> str:
     "The device in a file name: 'cpu', or the GPU name in lower case without the vendor ('h100-80gb-hbm3')."
     dev = torch.device(device)
-    if dev.type != "cuda": return dev.type
+    if dev.type != "cuda":
+        return dev.type
     return re.sub(r"[^a-z0-9]+", "-", device_name(dev).lower().replace("nvidia", "")).strip("-")
 
+
 def _version(mod: str) -> str | None:
-    with contextlib.suppress(Exception): return __import__(mod).__version__
+    with contextlib.suppress(Exception):
+        return __import__(mod).__version__
     return None
+
 
 def machine_info(device) -> dict:
     "Device, CPU, memory, library versions, date (UTC) and load average: the label every result carries."
     dev = torch.device(device)
-    info = dict(device=device_name(dev), device_type=dev.type, cpu=cpu_model(), cpu_count=os.cpu_count(),
-                cpus_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                torch_threads=torch.get_num_threads(), memory_gb=_meminfo_gb("MemTotal"),
-                versions={m: _version(m) for m in ("torch", "torchvision", "open_clip", "numpy", "bacgcn")} | {"python": platform.python_version()},
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), loadavg_start=loadavg())
+    info = dict(
+        device=device_name(dev),
+        device_type=dev.type,
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        cpus_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        memory_gb=_meminfo_gb("MemTotal"),
+        versions={m: _version(m) for m in ("torch", "torchvision", "open_clip", "numpy", "bacgcn")}
+        | {"python": platform.python_version()},
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        loadavg_start=loadavg(),
+    )
     if dev.type == "cuda":
         p = torch.cuda.get_device_properties(dev)
-        info["cuda"] = dict(version=torch.version.cuda, capability=f"{p.major}.{p.minor}", memory_gb=round(p.total_memory / 2**30, 1))
+        info["cuda"] = dict(
+            version=torch.version.cuda, capability=f"{p.major}.{p.minor}", memory_gb=round(p.total_memory / 2**30, 1)
+        )
     return info
+
 
 def loadavg() -> list[float] | None:
     "1, 5 and 15 minute load averages (None where the OS does not say)."
-    with contextlib.suppress(OSError, AttributeError): return [round(x, 2) for x in os.getloadavg()]
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(x, 2) for x in os.getloadavg()]
     return None
+
 
 def _meminfo_gb(key: str) -> float | None:
     with contextlib.suppress(OSError, StopIteration, ValueError):
@@ -92,128 +127,208 @@ def _meminfo_gb(key: str) -> float | None:
 # %% ../nbs/17_bench.ipynb #b6e4b480
 def _status_kb() -> dict:
     with contextlib.suppress(OSError):
-        return {l.split(":")[0]: int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile"))}
+        return {
+            l.split(":")[0]: int(l.split()[1])
+            for l in open("/proc/self/status")
+            if l.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile"))
+        }
     import resource
+
     return {"VmRSS": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
 
 def rss() -> dict:
     "Resident memory of this process now, in bytes: total, anonymous, file-backed."
     s = _status_kb()
     return dict(rss=s.get("VmRSS", 0) << 10, anon=s.get("RssAnon", 0) << 10, file=s.get("RssFile", 0) << 10)
 
+
 class PeakRSS:
     "Peak resident memory (bytes) of this process inside a `with` block: `.peak`, `.start`; `.peak_anon`/`.start_anon`, `.peak_file`/`.start_file`."
-    def __init__(self, interval: float = 0.01): self.interval = interval
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
 
     def _sample(self):
         while not self._stop.wait(self.interval):
             r = rss()
-            self.peak_sampled = max(self.peak_sampled, r["rss"]); self.peak_anon = max(self.peak_anon, r["anon"]); self.peak_file = max(self.peak_file, r["file"])
+            self.peak_sampled = max(self.peak_sampled, r["rss"])
+            self.peak_anon = max(self.peak_anon, r["anon"])
+            self.peak_file = max(self.peak_file, r["file"])
 
     def __enter__(self):
         gc.collect()
         try:
-            with open("/proc/self/clear_refs", "w") as f: f.write("5")  # reset VmHWM to the current RSS
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
             self.reset_ok = True
-        except OSError: self.reset_ok = False
+        except OSError:
+            self.reset_ok = False
         r = rss()
         self.start, self.start_anon, self.start_file = r["rss"], r["anon"], r["file"]
         self.peak_sampled, self.peak_anon, self.peak_file = r["rss"], r["anon"], r["file"]
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True); self._thread.start()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set(); self._thread.join()
+        self._stop.set()
+        self._thread.join()
         hwm = _status_kb().get("VmHWM", 0) << 10 if self.reset_ok else 0
         self.peak = max(self.peak_sampled, hwm, rss()["rss"])
         return False
 
 # %% ../nbs/17_bench.ipynb #8508325f
-def write_jpegs(folder, n: int, size: tuple[int, int] = (640, 480), seed: int = 0, quality: int = 90) -> list[tuple[str, Path]]:
+def write_jpegs(
+    folder, n: int, size: tuple[int, int] = (640, 480), seed: int = 0, quality: int = 90
+) -> list[tuple[str, Path]]:
     "`n` synthetic photo-like JPEGs of `size` (w, h) in `folder` (written by a few threads); returns (image_id, path) items."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     w, h = size
+
     def one(i: int) -> tuple[str, Path]:
         rng = np.random.default_rng([seed, i])  # per image, so threads do not change the pictures
-        base = Image.fromarray(rng.integers(0, 256, (max(h // 32, 2), max(w // 32, 2), 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        base = Image.fromarray(rng.integers(0, 256, (max(h // 32, 2), max(w // 32, 2), 3), dtype=np.uint8)).resize(
+            (w, h), Image.BICUBIC
+        )
         px = np.asarray(base, dtype=np.int16) + rng.integers(-12, 13, (h, w, 3), dtype=np.int16)
         p = folder / f"img{i:06d}.jpg"
         Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(p, quality=quality)
         return p.stem, p
+
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool: return list(pool.map(one, range(n)))
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, range(n)))
 
 # %% ../nbs/17_bench.ipynb #abc0d5d5
 def cache_bytes(n_images: int, n_patches: int, embed_dim: int, itemsize: int = 2) -> int:
     "Bytes of a feature cache's arrays: patches (N, P, D), three (N, D) globals, attn (N, P)."
     return n_images * (n_patches * embed_dim + 3 * embed_dim + n_patches) * itemsize
 
+
 def check_disk(folder, need: int, margin: float = 1.1) -> int:
     "Free bytes under `folder`; ValueError naming both sizes when fewer than `margin * need`."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
-    if free < margin * need: raise ValueError(f"{folder}: {free / 1e9:.1f} GB free, the benchmark cache needs {need / 1e9:.1f} GB; pass cache_dir on a larger disk or fewer images")
+    if free < margin * need:
+        raise ValueError(
+            f"{folder}: {free / 1e9:.1f} GB free, the benchmark cache needs {need / 1e9:.1f} GB; pass cache_dir on a larger disk or fewer images"
+        )
     return free
 
 # %% ../nbs/17_bench.ipynb #4d231fcb
-def synthetic_cache(cache_dir, n_images: int, n_patches: int = 196, embed_dim: int = 512, *, image_size: int = 224,
-                    seed: int = 0, pool: int = 256, block: int = 256) -> FeatureCache:
+def synthetic_cache(
+    cache_dir,
+    n_images: int,
+    n_patches: int = 196,
+    embed_dim: int = 512,
+    *,
+    image_size: int = 224,
+    seed: int = 0,
+    pool: int = 256,
+    block: int = 256,
+) -> FeatureCache:
     "A complete fp16 feature cache of random unit rows (drawn from a pool of `pool`), written `block` rows at a time; reused if present."
     cache_dir = Path(cache_dir)
-    ident = dict(model_name="synthetic-random", weights_sha256=f"synthetic-seed{seed}-pool{pool}", image_size=image_size, dense="maskclip", rho=0.5)
-    m = dict(version=CACHE_VERSION, **ident, n_patches=n_patches, embed_dim=embed_dim, dtype="float16", alpha_background=[255, 255, 255],
-             chunk_size=block, n_images=n_images, image_ids=[f"syn{i:07d}" for i in range(n_images)], paths=[None] * n_images,
-             chunks_done=list(range(math.ceil(n_images / block))), failed={}, complete=True)
+    ident = dict(
+        model_name="synthetic-random",
+        weights_sha256=f"synthetic-seed{seed}-pool{pool}",
+        image_size=image_size,
+        dense="maskclip",
+        rho=0.5,
+    )
+    m = dict(
+        version=CACHE_VERSION,
+        **ident,
+        n_patches=n_patches,
+        embed_dim=embed_dim,
+        dtype="float16",
+        alpha_background=[255, 255, 255],
+        chunk_size=block,
+        n_images=n_images,
+        image_ids=[f"syn{i:07d}" for i in range(n_images)],
+        paths=[None] * n_images,
+        chunks_done=list(range(math.ceil(n_images / block))),
+        failed={},
+        complete=True,
+    )
     with contextlib.suppress(Exception):
         old = FeatureCache.open(cache_dir)
-        if old.complete and {k: old.manifest[k] for k in m if k != "image_ids"} == {k: v for k, v in m.items() if k != "image_ids"}: return old
+        if old.complete and {k: old.manifest[k] for k in m if k != "image_ids"} == {
+            k: v for k, v in m.items() if k != "image_ids"
+        }:
+            return old
     check_disk(cache_dir, cache_bytes(n_images, n_patches, embed_dim))
     rng = np.random.default_rng(seed)
+
     def unit(*shape):  # pool, *shape unit vectors along the last axis
         a = rng.standard_normal((pool, *shape), dtype=np.float32)
         return (a / np.linalg.norm(a, axis=-1, keepdims=True)).astype(np.float16)
-    pools = {"patches": unit(n_patches, embed_dim), "global": unit(embed_dim), "g_h": unit(embed_dim), "g_hc": unit(embed_dim),
-             "attn": rng.random((pool, n_patches), dtype=np.float32).astype(np.float16)}
+
+    pools = {
+        "patches": unit(n_patches, embed_dim),
+        "global": unit(embed_dim),
+        "g_h": unit(embed_dim),
+        "g_hc": unit(embed_dim),
+        "attn": rng.random((pool, n_patches), dtype=np.float32).astype(np.float16),
+    }
     for name, p in pools.items():  # header + a sparse file of the right size
-        np.lib.format.open_memmap(cache_dir / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n_images, *p.shape[1:]))
+        np.lib.format.open_memmap(
+            cache_dir / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n_images, *p.shape[1:])
+        )
     files = {name: NpyFile(cache_dir / f"{name}.npy", writable=True) for name in pools}
     try:
         for s in range(0, n_images, block):
             rows = np.arange(s, min(s + block, n_images))
             pick = rng.integers(0, pool, len(rows))
-            for name, f in files.items(): f.write(rows, pools[name][pick])
+            for name, f in files.items():
+                f.write(rows, pools[name][pick])
     finally:
-        for f in files.values(): f.close()
+        for f in files.values():
+            f.close()
     write_json_atomic(cache_dir / MANIFEST, m)
     return FeatureCache.open(cache_dir)
 
 # %% ../nbs/17_bench.ipynb #71b73934
 def _sync(device) -> None:
-    if torch.device(device).type == "cuda": torch.cuda.synchronize(device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
 
 def flops_per_image(backbone, autocast=None) -> int:
     "FLOPs of one full `encode_images` pass on one image (matmuls, convolutions, attention), under the context `autocast()` if given."
     from torch.utils.flop_counter import FlopCounterMode
+
     x = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the counter cannot see inside the fused attention kernel
     try:
-        with FlopCounterMode(display=False) as fc, (autocast or contextlib.nullcontext)(): backbone.encode_images(x)
-    finally: torch.backends.mha.set_fastpath_enabled(fastpath)
+        with FlopCounterMode(display=False) as fc, (autocast or contextlib.nullcontext)():
+            backbone.encode_images(x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return int(fc.get_total_flops())
+
 
 def matmul_tflops(device, dtype: torch.dtype = torch.bfloat16, n: int | None = None, seconds: float = 1.0) -> float:
     "Measured dense matmul rate (TFLOP/s) of `device` in `dtype`: square n x n products for about `seconds`."
     dev = torch.device(device)
     n = n or (8192 if dev.type == "cuda" else 1024)
     a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-    a @ b; _sync(dev)
+    a @ b
+    _sync(dev)
     reps, t0 = 0, time.perf_counter()
     while True:
-        for _ in range(4): a @ b
-        reps += 4; _sync(dev)
-        if (dt := time.perf_counter() - t0) >= seconds: return 2 * n**3 * reps / dt / 1e12
+        for _ in range(4):
+            a @ b
+        reps += 4
+        _sync(dev)
+        if (dt := time.perf_counter() - t0) >= seconds:
+            return 2 * n**3 * reps / dt / 1e12
 
 # %% ../nbs/17_bench.ipynb #13f69aad
 @torch.no_grad()
@@ -222,34 +337,46 @@ def one_image_loop(items, backbone, autocast=None) -> dict[str, np.ndarray]:
     `autocast`: a function returning the context each forward runs in (e.g. `DeviceEncoder.autocast`)."""
     out = {}
     for _, path in items:
-        x = backbone.preprocess(read_image(path))[None]                         # 1, 3, S, S
-        with (autocast or contextlib.nullcontext)(): f = backbone.encode_images(x.to(backbone.device))
-        for k in ("global", "patches", "g_h", "g_hc", "attn"): out.setdefault(k, []).append(f[k].float().cpu().numpy())
+        x = backbone.preprocess(read_image(path))[None]  # 1, 3, S, S
+        with (autocast or contextlib.nullcontext)():
+            f = backbone.encode_images(x.to(backbone.device))
+        for k in ("global", "patches", "g_h", "g_hc", "attn"):
+            out.setdefault(k, []).append(f[k].float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
+
 def _timed(fn, device):
-    _sync(device); t0 = time.perf_counter()
-    r = fn(); _sync(device)
+    _sync(device)
+    t0 = time.perf_counter()
+    r = fn()
+    _sync(device)
     return time.perf_counter() - t0, r
+
 
 def cpu_seconds() -> float:
     "CPU time (user + system, all threads) of this process and of its finished children (DataLoader workers), in seconds."
     import resource
+
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
 
 def _steady(run, n: int, device) -> tuple[float, float, float, object]:
     """(images/s after the first batch, images/s from the start, seconds, result) of `run(on_batch)` over n images.
     The first batch carries the DataLoader workers' start-up, which a long extraction pays once."""
     marks = []
-    _sync(device); t0 = time.perf_counter()
+    _sync(device)
+    t0 = time.perf_counter()
     res = run(lambda k: marks.append((time.perf_counter(), k)))
-    _sync(device); t1 = time.perf_counter()  # includes writing the last batch
+    _sync(device)
+    t1 = time.perf_counter()  # includes writing the last batch
     steady = (n - marks[0][1]) / (t1 - marks[0][0]) if len(marks) > 1 else n / (t1 - t0)
     return steady, n / (t1 - t0), t1 - t0, res
 
 # %% ../nbs/17_bench.ipynb #91100c6a
-def stage_rates(items, backbone, config: FeatureConfig, fast: FastConfig, compute_batches: int = 3, work_dir=None) -> dict:
+def stage_rates(
+    items, backbone, config: FeatureConfig, fast: FastConfig, compute_batches: int = 3, work_dir=None
+) -> dict:
     """Images/s of each stage alone: decode (loader, + device decode), transfer (uint8 host -> device, CUDA), compute (encoder)
     and write (one chunk of fp16 rows written with pwrite and fsync'ed into `work_dir`, as the cache writer does)."""
     dev, out = backbone.device, {}
@@ -257,77 +384,129 @@ def stage_rates(items, backbone, config: FeatureConfig, fast: FastConfig, comput
     pre = uint8_preprocess(backbone)
     steps = _tensor_transforms(backbone) if decode == "torchvision" else []
     plan = plan_batches(len(items), len(items), config.batch_size)
-    dl = DataLoader(_Uint8Images(items, pre, (255, 255, 255), decode == "torchvision"), batch_sampler=[r for _, r in plan],
-                    collate_fn=_collate_uint8, num_workers=config.num_workers, pin_memory=dev.type == "cuda")
+    dl = DataLoader(
+        _Uint8Images(items, pre, (255, 255, 255), decode == "torchvision"),
+        batch_sampler=[r for _, r in plan],
+        collate_fn=_collate_uint8,
+        num_workers=config.num_workers,
+        pin_memory=dev.type == "cuda",
+    )
     dt, n = _timed(lambda: sum(len(_device_batch(b, items, dev, steps, pre, (255, 255, 255))[0]) for b in dl), dev)
     out["decode"] = n / dt
     S, B = backbone.image_size, config.batch_size
     x = torch.randint(0, 256, (B, 3, S, S), dtype=torch.uint8)
     if dev.type == "cuda":
-        xp = x.pin_memory(); xp.to(dev); reps = 20
+        xp = x.pin_memory()
+        xp.to(dev)
+        reps = 20
         dt, _ = _timed(lambda: [xp.to(dev, non_blocking=True) for _ in range(reps)], dev)
         out["transfer"] = reps * B / dt
     enc, xd = DeviceEncoder(backbone, fast), x.to(dev)
-    if dev.type == "cuda" or fast.compile: enc(xd)  # warm-up (and compilation); on a CPU the pipeline run warmed it up
+    if dev.type == "cuda" or fast.compile:
+        enc(xd)  # warm-up (and compilation); on a CPU the pipeline run warmed it up
     dt, _ = _timed(lambda: [enc(xd) for _ in range(compute_batches)], dev)
     out["compute"] = compute_batches * B / dt
-    if work_dir is not None: out["write"] = write_rate(work_dir, backbone.n_patches, backbone.embed_dim, n=config.chunk_size, batch_size=B)
+    if work_dir is not None:
+        out["write"] = write_rate(work_dir, backbone.n_patches, backbone.embed_dim, n=config.chunk_size, batch_size=B)
     return out
+
 
 def write_rate(folder, n_patches: int, embed_dim: int, n: int = 1024, batch_size: int = 64) -> float:
     "Images/s at which a chunk of `n` images of fp16 features is written (pwrite per batch, then fsync) into a file in `folder`."
     f = Path(folder) / "write-rate.npy"
-    np.lib.format.open_memmap(f, mode="w+", dtype=np.float16, shape=(n, n_patches * embed_dim + 3 * embed_dim + n_patches))
-    rows = np.random.default_rng(0).standard_normal((batch_size, n_patches * embed_dim + 3 * embed_dim + n_patches)).astype(np.float16)
+    np.lib.format.open_memmap(
+        f, mode="w+", dtype=np.float16, shape=(n, n_patches * embed_dim + 3 * embed_dim + n_patches)
+    )
+    rows = (
+        np.random.default_rng(0)
+        .standard_normal((batch_size, n_patches * embed_dim + 3 * embed_dim + n_patches))
+        .astype(np.float16)
+    )
     out = NpyFile(f, writable=True)
     try:
         t0 = time.perf_counter()
-        for s in range(0, n, batch_size): out.write(np.arange(s, min(s + batch_size, n)), rows[:min(batch_size, n - s)])
+        for s in range(0, n, batch_size):
+            out.write(np.arange(s, min(s + batch_size, n)), rows[: min(batch_size, n - s)])
         out.sync()
         return n / (time.perf_counter() - t0)
-    finally: out.close(); f.unlink()
+    finally:
+        out.close()
+        f.unlink()
 
 # %% ../nbs/17_bench.ipynb #19757a3f
 def _default_fast(device, fast) -> FastConfig:
-    if fast is not None: return FastConfig.from_any(fast)
+    if fast is not None:
+        return FastConfig.from_any(fast)
     cuda = torch.device(device).type == "cuda"
     return FastConfig(decode="auto" if cuda else "pil", cpu_precision="bf16" if cpu_has_bf16() else "fp32")
 
+
 def _precision(backbone, fast: FastConfig) -> str:
-    if backbone.device.type == "cuda": return {"amp": "fp16", "amp_bf16": "bf16", "fp32": "fp32"}[backbone.config.precision]
+    if backbone.device.type == "cuda":
+        return {"amp": "fp16", "amp_bf16": "bf16", "fp32": "fp32"}[backbone.config.precision]
     return fast.cpu_precision
+
 
 def _agreement(cache, base: dict, n: int) -> dict:
     "Largest absolute difference per array between the pipeline's cache and the baseline's features on the first n images."
-    return {k: float(np.abs(cache[k][:n].astype(np.float32) - base[k][:n]).max()) for k in ("global", "patches", "g_h", "g_hc", "attn")}
+    return {
+        k: float(np.abs(cache[k][:n].astype(np.float32) - base[k][:n]).max())
+        for k in ("global", "patches", "g_h", "g_hc", "attn")
+    }
 
 # %% ../nbs/17_bench.ipynb #1ad16e37
-def bench_extract(out_dir="results/bench", *, device: str = "cpu", clip: dict | None = None, image_size: int = 224,
-                  n_images: int = 128, n_baseline: int = 16, batch_size: int | None = None, num_workers: int | None = None,
-                  fast: FastConfig | dict | None = None, jpeg_size: tuple[int, int] = (640, 480), variants: bool | tuple = True,
-                  n_baseline_same_precision: int = 4, work_dir=None, name: str | None = None, seed: int = 0) -> dict:
+def bench_extract(
+    out_dir="results/bench",
+    *,
+    device: str = "cpu",
+    clip: dict | None = None,
+    image_size: int = 224,
+    n_images: int = 128,
+    n_baseline: int = 16,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    fast: FastConfig | dict | None = None,
+    jpeg_size: tuple[int, int] = (640, 480),
+    variants: bool | tuple = True,
+    n_baseline_same_precision: int = 4,
+    work_dir=None,
+    name: str | None = None,
+    seed: int = 0,
+) -> dict:
     """Extraction throughput of `extract_fast` against the one-image loop, compute floor and stage rates; writes `out_dir/<name>.json`.
     `clip`: `ClipConfig` fields (default ViT-B-16 with random weights, bf16 on CUDA). `variants`: True, False or the names to run
     (CPU: pipeline_fp32, baseline_bf16; CUDA: compile, decode_pil, no_channels_last, no_contiguous_attention)."""
     dev, info = torch.device(device), machine_info(device)
     cuda = dev.type == "cuda"
     batch_size = batch_size or (256 if cuda else 32)
-    num_workers = num_workers if num_workers is not None else (min(16, max(1, (os.cpu_count() or 2) - 1)) if cuda else 1)
+    num_workers = (
+        num_workers if num_workers is not None else (min(16, max(1, (os.cpu_count() or 2) - 1)) if cuda else 1)
+    )
     fast = _default_fast(dev, fast)
     torch.manual_seed(seed)
-    bb = load_clip(ClipConfig.from_any({"model_name": "ViT-B-16", "pretrained": "random", "precision": "amp_bf16", **(clip or {})},
-                                       image_size=image_size, device=str(dev)))
+    bb = load_clip(
+        ClipConfig.from_any(
+            {"model_name": "ViT-B-16", "pretrained": "random", "precision": "amp_bf16", **(clip or {})},
+            image_size=image_size,
+            device=str(dev),
+        )
+    )
     cfg = FeatureConfig(batch_size=batch_size, num_workers=num_workers, chunk_size=max(1024, batch_size))
     enc = DeviceEncoder(bb, fast)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         tmp = Path(tmp)
         items = write_jpegs(tmp / "jpg", n_images, jpeg_size, seed=seed)
-        run = lambda its, f, sub, cb=None: extract_fast(its, bb, tmp / sub, cfg, f, progress=False, overwrite=True, on_batch=cb)
+        run = lambda its, f, sub, cb=None: extract_fast(
+            its, bb, tmp / sub, cfg, f, progress=False, overwrite=True, on_batch=cb
+        )
         flops = flops_per_image(bb, enc.autocast)
-        base_ctx = enc.autocast if cuda else None  # CUDA: the backbone's autocast, with the same attention-input fix as the pipeline
+        base_ctx = (
+            enc.autocast if cuda else None
+        )  # CUDA: the backbone's autocast, with the same attention-input fix as the pipeline
         rates = {"bf16": matmul_tflops(dev, torch.bfloat16), "fp32": matmul_tflops(dev, torch.float32)}
         n_warm = batch_size if cuda or fast.compile else min(4, batch_size)  # CPU kernels are ready after a few images
-        run(items[:n_warm], fast, "warm"); one_image_loop(items[:2], bb, base_ctx)  # warm-up: allocators, kernels, compilation
+        run(items[:n_warm], fast, "warm")
+        one_image_loop(items[:2], bb, base_ctx)  # warm-up: allocators, kernels, compilation
         half = n_baseline // 2  # the baseline brackets the pipeline, so slow drifts of a shared machine hit both
         c0 = cpu_seconds()
         t_b1, base1 = _timed(lambda: one_image_loop(items[:half], bb, base_ctx), dev)
@@ -340,19 +519,46 @@ def bench_extract(out_dir="results/bench", *, device: str = "cpu", clip: dict | 
         base = {k: np.concatenate([base1[k], base2[k]]) for k in base1} if half else base2
         bips = n_baseline / (t_b1 + t_b2)
         prec = _precision(bb, fast)
-        res = dict(name=name or f"extract-{device_slug(dev)}", kind="extract", **info, model=(clip or {}).get("model_name", "ViT-B-16"),
-                   weights="random", image_size=image_size, n_patches=bb.n_patches, jpeg_size=list(jpeg_size), n_images=n_images,
-                   n_baseline=n_baseline, batch_size=batch_size, num_workers=num_workers, fast=asdict(fast),
-                   precision=prec, baseline_precision="fp32" if not cuda else prec,
-                   images_per_s=ips, baseline_images_per_s=bips, ratio=ips / bips, images_per_s_with_startup=ips_all,
-                   seconds=t_p, baseline_seconds=t_b1 + t_b2, cpu_seconds_per_image=cpu_p, baseline_cpu_seconds_per_image=cpu_b,
-                   ratio_cpu_time=cpu_b / cpu_p,
-                   flops_per_image=flops, matmul_tflops=rates, compute_floor_images_per_s=rates[prec if prec != "fp16" else "bf16"] * 1e12 / flops,
-                   agreement_max_abs=_agreement(cache, base, n_baseline), variants={})
+        res = dict(
+            name=name or f"extract-{device_slug(dev)}",
+            kind="extract",
+            **info,
+            model=(clip or {}).get("model_name", "ViT-B-16"),
+            weights="random",
+            image_size=image_size,
+            n_patches=bb.n_patches,
+            jpeg_size=list(jpeg_size),
+            n_images=n_images,
+            n_baseline=n_baseline,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            fast=asdict(fast),
+            precision=prec,
+            baseline_precision="fp32" if not cuda else prec,
+            images_per_s=ips,
+            baseline_images_per_s=bips,
+            ratio=ips / bips,
+            images_per_s_with_startup=ips_all,
+            seconds=t_p,
+            baseline_seconds=t_b1 + t_b2,
+            cpu_seconds_per_image=cpu_p,
+            baseline_cpu_seconds_per_image=cpu_b,
+            ratio_cpu_time=cpu_b / cpu_p,
+            flops_per_image=flops,
+            matmul_tflops=rates,
+            compute_floor_images_per_s=rates[prec if prec != "fp16" else "bf16"] * 1e12 / flops,
+            agreement_max_abs=_agreement(cache, base, n_baseline),
+            variants={},
+        )
         res["floor_fraction"] = ips / res["compute_floor_images_per_s"]
-        res["stages_images_per_s"] = stage_rates(items, bb, cfg, fast, compute_batches=1 if not cuda else 10, work_dir=tmp)
+        res["stages_images_per_s"] = stage_rates(
+            items, bb, cfg, fast, compute_batches=1 if not cuda else 10, work_dir=tmp
+        )
         res["limited_by"] = min(res["stages_images_per_s"], key=res["stages_images_per_s"].get)
-        if variants: res["variants"] = _extract_variants(bb, items, cfg, fast, run, n_baseline_same_precision, bips, dev, variants)
+        if variants:
+            res["variants"] = _extract_variants(
+                bb, items, cfg, fast, run, n_baseline_same_precision, bips, dev, variants
+            )
     res["loadavg_end"] = loadavg()
     return _save(res, out_dir)
 
@@ -360,15 +566,20 @@ def bench_extract(out_dir="results/bench", *, device: str = "cpu", clip: dict | 
 def _extract_variants(bb, items, cfg, fast, run, n_same, bips, dev, names=True) -> dict:
     "Pipeline variants that explain the ratio: same precision as the baseline on CPU; compile and PIL decoding on CUDA."
     out, B = {}, cfg.batch_size
+
     def pipe(label, f, its):
-        if names is not True and label not in names: return
-        if f.compile: run(its[:B], f, "warm-" + label)
+        if names is not True and label not in names:
+            return
+        if f.compile:
+            run(its[:B], f, "warm-" + label)
         ips, ips_all, _, _ = _steady(lambda cb: run(its, f, label, cb), len(its), dev)
         out[label] = dict(images_per_s=ips, images_per_s_with_startup=ips_all, n_images=len(its), fast=asdict(f))
+
     if dev.type == "cpu":
         if fast.cpu_precision == "bf16":
             pipe("pipeline_fp32", FastConfig.from_any(fast, cpu_precision="fp32"), items[:B])
-            if "pipeline_fp32" in out: out["pipeline_fp32"]["ratio_vs_baseline"] = out["pipeline_fp32"]["images_per_s"] / bips
+            if "pipeline_fp32" in out:
+                out["pipeline_fp32"]["ratio_vs_baseline"] = out["pipeline_fp32"]["images_per_s"] / bips
             if n_same and (names is True or "baseline_bf16" in names):
                 enc = DeviceEncoder(bb, fast)
                 one_image_loop(items[:1], bb, enc.autocast)
@@ -381,9 +592,11 @@ def _extract_variants(bb, items, cfg, fast, run, n_same, bips, dev, names=True) 
         pipe("no_contiguous_attention", FastConfig.from_any(fast, contiguous_attention=False), items)
     return out
 
+
 def _save(res: dict, out_dir) -> dict:
     if out_dir is not None:
-        out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / f"{res['name']}.json", json.loads(json.dumps(res, default=str)))
     return res
 
@@ -392,20 +605,38 @@ def _train_model(n_classes: int, n_categories: int, embed_dim: int, n_patches: i
     "BAC-GCN over K = n_categories random category embeddings and a random co-occurrence graph (default settings)."
     g = torch.Generator().manual_seed(seed)
     text = torch.nn.functional.normalize(torch.randn(n_categories, embed_dim, generator=g), dim=-1)  # K, D
-    hard = (torch.rand(512, n_categories, generator=g) < 0.1).float().numpy()   # pseudo labels for the graph
+    hard = (torch.rand(512, n_categories, generator=g) < 0.1).float().numpy()  # pseudo labels for the graph
     adj = clip_gcn_adjacency(hard.sum(0), hard.T @ hard, n_global=2)
     torch.manual_seed(seed)
-    return BACGCN(text, adj, categories=[f"c{k}" for k in range(n_categories)], n_classes=n_classes,
-                  config={"kernel": {"top_k": min(8, n_patches)}})
+    return BACGCN(
+        text,
+        adj,
+        categories=[f"c{k}" for k in range(n_categories)],
+        n_classes=n_classes,
+        config={"kernel": {"top_k": min(8, n_patches)}},
+    )
+
 
 def _open_reader(cache: FeatureCache, reader: str) -> FeatureSource:
-    if reader == "pread": return FileFeatureSource.open(cache)
-    if reader == "memmap": return FeatureSource.from_cache(FeatureCache.open(cache.path))
+    if reader == "pread":
+        return FileFeatureSource.open(cache)
+    if reader == "memmap":
+        return FeatureSource.from_cache(FeatureCache.open(cache.path))
     raise ValueError(f"reader={reader!r}: choose 'pread' or 'memmap'")
 
 # %% ../nbs/17_bench.ipynb #8ba9592e
-def time_epoch(cache: FeatureCache, reader: str, *, device="cpu", batch_size: int = 64, n_batches: int | None = None,
-               n_classes: int = 80, n_categories: int = 104, seed: int = 0, data_pass: bool = True) -> dict:
+def time_epoch(
+    cache: FeatureCache,
+    reader: str,
+    *,
+    device="cpu",
+    batch_size: int = 64,
+    n_batches: int | None = None,
+    n_classes: int = 80,
+    n_categories: int = 104,
+    seed: int = 0,
+    data_pass: bool = True,
+) -> dict:
     "Time `Trainer.train_epoch` over `n_batches` random batches of `cache` (all rows if None) with `reader`; peak RSS of the epoch."
     dev, N = torch.device(device), len(cache)
     rng = np.random.default_rng(seed)
@@ -416,24 +647,44 @@ def time_epoch(cache: FeatureCache, reader: str, *, device="cpu", batch_size: in
     seg = lambda r: TrainingSet([Segment(source, r, targets(len(r)), np.ones((len(r), K), np.float32))])
     model = _train_model(n_classes, K, cache.manifest["embed_dim"], cache.manifest["n_patches"], seed)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, seg(rng.choice(N, min(N, 2 * batch_size), replace=False)),
-                          TrainConfig(epochs=2, reso=False, batch_size=batch_size, device=str(dev), lr_schedule="constant"), out, progress=False)
+        trainer = Trainer(
+            model,
+            seg(rng.choice(N, min(N, 2 * batch_size), replace=False)),
+            TrainConfig(epochs=2, reso=False, batch_size=batch_size, device=str(dev), lr_schedule="constant"),
+            out,
+            progress=False,
+        )
         trainer.train_epoch(1)  # warm-up on two other batches
         trainer.train_set = ts = seg(rows)
         with PeakRSS() as mem:
             c0 = cpu_seconds()
             dt, _ = _timed(lambda: trainer.train_epoch(2), dev)
             cpu = cpu_seconds() - c0
-        res = dict(reader=reader, n_rows=len(rows), seconds=dt, images_per_s=len(rows) / dt, epoch_s=N * dt / len(rows),
-                   cpu_seconds=cpu, cpu_epoch_s=N * cpu / len(rows),
-                   partial=len(rows) < N, peak_rss_gb=mem.peak / 1e9, rss_start_gb=mem.start / 1e9,
-                   peak_rss_anon_gb=mem.peak_anon / 1e9, peak_rss_file_gb=mem.peak_file / 1e9)
+        res = dict(
+            reader=reader,
+            n_rows=len(rows),
+            seconds=dt,
+            images_per_s=len(rows) / dt,
+            epoch_s=N * dt / len(rows),
+            cpu_seconds=cpu,
+            cpu_epoch_s=N * cpu / len(rows),
+            partial=len(rows) < N,
+            peak_rss_gb=mem.peak / 1e9,
+            rss_start_gb=mem.start / 1e9,
+            peak_rss_anon_gb=mem.peak_anon / 1e9,
+            peak_rss_file_gb=mem.peak_file / 1e9,
+        )
         gb = sum(os.path.getsize(cache.path / f"{k}.npy") for k in ("patches", "global", "g_h", "g_hc")) / 1e9
-        res["rss_growth_gb_projected_epoch"] = min((mem.peak - mem.start) / 1e9 * N / len(rows), gb)  # a map cannot hold more than the files
+        res["rss_growth_gb_projected_epoch"] = min(
+            (mem.peak - mem.start) / 1e9 * N / len(rows), gb
+        )  # a map cannot hold more than the files
         if data_pass:
             perm = rng.permutation(len(rows))
+
             def read_all():  # the epoch's reads and host -> device copies, no model; nothing kept
-                for i in range(0, len(perm), batch_size): ts.batch(perm[i:i + batch_size], dev)
+                for i in range(0, len(perm), batch_size):
+                    ts.batch(perm[i : i + batch_size], dev)
+
             dt_io, _ = _timed(read_all, dev)
             res.update(data_seconds=dt_io, data_share=dt_io / dt)
     del source, trainer, ts, model
@@ -441,38 +692,97 @@ def time_epoch(cache: FeatureCache, reader: str, *, device="cpu", batch_size: in
     return res
 
 # %% ../nbs/17_bench.ipynb #3cfdc91d
-def bench_train(out_dir="results/bench", *, device: str = "cpu", n_images: int = 82081, n_patches: int = 196, embed_dim: int = 512,
-                batch_size: int = 64, n_batches: int | None = 200, readers: tuple = ("pread", "memmap"), cache_dir=None,
-                keep_cache: bool = True, rss_limit_gb: float = 3.0, name: str | None = None, seed: int = 0) -> dict:
+def bench_train(
+    out_dir="results/bench",
+    *,
+    device: str = "cpu",
+    n_images: int = 82081,
+    n_patches: int = 196,
+    embed_dim: int = 512,
+    batch_size: int = 64,
+    n_batches: int | None = 200,
+    readers: tuple = ("pread", "memmap"),
+    cache_dir=None,
+    keep_cache: bool = True,
+    rss_limit_gb: float = 3.0,
+    name: str | None = None,
+    seed: int = 0,
+) -> dict:
     "Epoch time and peak RSS of training on an `n_images x n_patches x embed_dim` fp16 cache (generated if absent), per reader."
     dev, info = torch.device(device), machine_info(device)
-    cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / f"bacgcn-bench-cache-{n_images}x{n_patches}x{embed_dim}")
+    cache_dir = Path(
+        cache_dir or Path(tempfile.gettempdir()) / f"bacgcn-bench-cache-{n_images}x{n_patches}x{embed_dim}"
+    )
     need = cache_bytes(n_images, n_patches, embed_dim)
     free = check_disk(cache_dir, need) if not (cache_dir / MANIFEST).exists() else shutil.disk_usage(cache_dir).free
     t_gen, cache = _timed(lambda: synthetic_cache(cache_dir, n_images, n_patches, embed_dim, seed=seed), "cpu")
-    res = dict(name=name or f"train-{device_slug(dev)}", kind="train", **info,
-               cache=dict(n_images=n_images, n_patches=n_patches, embed_dim=embed_dim, dtype="float16", gb=need / 1e9, path=str(cache_dir),
-                          seconds_to_generate=t_gen, disk_free_gb=free / 1e9, page_cache_gb=_meminfo_gb("Cached"),
-                          content="rows drawn at random from a pool of 256 random unit vectors (synthetic)"),
-               batch_size=batch_size, n_batches=n_batches, categories=dict(classes=80, backgrounds=24), rss_limit_gb=rss_limit_gb, readers={})
+    res = dict(
+        name=name or f"train-{device_slug(dev)}",
+        kind="train",
+        **info,
+        cache=dict(
+            n_images=n_images,
+            n_patches=n_patches,
+            embed_dim=embed_dim,
+            dtype="float16",
+            gb=need / 1e9,
+            path=str(cache_dir),
+            seconds_to_generate=t_gen,
+            disk_free_gb=free / 1e9,
+            page_cache_gb=_meminfo_gb("Cached"),
+            content="rows drawn at random from a pool of 256 random unit vectors (synthetic)",
+        ),
+        batch_size=batch_size,
+        n_batches=n_batches,
+        categories=dict(classes=80, backgrounds=24),
+        rss_limit_gb=rss_limit_gb,
+        readers={},
+    )
     for k, reader in enumerate(readers):
-        res["readers"][reader] = time_epoch(cache, reader, device=dev, batch_size=batch_size, n_batches=n_batches, seed=seed + 1 + k)
+        res["readers"][reader] = time_epoch(
+            cache, reader, device=dev, batch_size=batch_size, n_batches=n_batches, seed=seed + 1 + k
+        )
     first = res["readers"][readers[0]]
-    res.update(reader=readers[0], epoch_s=first["epoch_s"], partial=first["partial"], peak_rss_gb=first["peak_rss_gb"],
-               rss_ok=first["peak_rss_gb"] < rss_limit_gb, loadavg_end=loadavg())
-    if not keep_cache: shutil.rmtree(cache_dir)
+    res.update(
+        reader=readers[0],
+        epoch_s=first["epoch_s"],
+        partial=first["partial"],
+        peak_rss_gb=first["peak_rss_gb"],
+        rss_ok=first["peak_rss_gb"] < rss_limit_gb,
+        loadavg_end=loadavg(),
+    )
+    if not keep_cache:
+        shutil.rmtree(cache_dir)
     return _save(res, out_dir)
 
 # %% ../nbs/17_bench.ipynb #baa1d36c
-def bench_growth(out_dir="results/bench", *, device: str = "cpu", clip: dict | None = None, scales: tuple = (1, 2, 4),
-                 sizes: tuple = (224, 448), extract_images: int = 8, train_images: int = 1024, batch_size: int | None = None,
-                 num_workers: int | None = None, fast: FastConfig | dict | None = None, train_batch_size: int = 64,
-                 embed_dim: int | None = None, repeats: int = 2, work_dir=None, name: str | None = None, seed: int = 0) -> dict:
+def bench_growth(
+    out_dir="results/bench",
+    *,
+    device: str = "cpu",
+    clip: dict | None = None,
+    scales: tuple = (1, 2, 4),
+    sizes: tuple = (224, 448),
+    extract_images: int = 8,
+    train_images: int = 1024,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    fast: FastConfig | dict | None = None,
+    train_batch_size: int = 64,
+    embed_dim: int | None = None,
+    repeats: int = 2,
+    work_dir=None,
+    name: str | None = None,
+    seed: int = 0,
+) -> dict:
     """Extraction and epoch time at `scales` x the base image counts (first size) and at every size in `sizes` (base count).
     Every point is measured `repeats` times, the rounds interleaved, and the fastest kept (the least disturbed by other jobs)."""
     dev, info = torch.device(device), machine_info(device)
     cuda, fast = dev.type == "cuda", _default_fast(device, fast)
-    cfg = FeatureConfig(batch_size=batch_size or (256 if cuda else 8), num_workers=num_workers if num_workers is not None else (8 if cuda else 1))
+    cfg = FeatureConfig(
+        batch_size=batch_size or (256 if cuda else 8),
+        num_workers=num_workers if num_workers is not None else (8 if cuda else 1),
+    )
     points = [(sizes[0], s) for s in scales] + [(S, scales[0]) for S in sizes[1:]]
     times: dict[tuple, list] = {}
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -481,17 +791,41 @@ def bench_growth(out_dir="results/bench", *, device: str = "cpu", clip: dict | N
         bbs, caches = {}, {}
         for S in sizes:
             torch.manual_seed(seed)
-            bbs[S] = load_clip(ClipConfig.from_any({"model_name": "ViT-B-16", "pretrained": "random", "precision": "amp_bf16", **(clip or {})},
-                                                   image_size=S, device=str(dev)))
-            extract_fast(items[:cfg.batch_size], bbs[S], tmp / f"warm{S}", cfg, fast, progress=False)  # kernels for this batch shape
+            bbs[S] = load_clip(
+                ClipConfig.from_any(
+                    {"model_name": "ViT-B-16", "pretrained": "random", "precision": "amp_bf16", **(clip or {})},
+                    image_size=S,
+                    device=str(dev),
+                )
+            )
+            extract_fast(
+                items[: cfg.batch_size], bbs[S], tmp / f"warm{S}", cfg, fast, progress=False
+            )  # kernels for this batch shape
         for S, s in points:
-            caches[S, s] = synthetic_cache(tmp / f"t{S}-{s}", train_images * s, bbs[S].n_patches, embed_dim or bbs[S].embed_dim, image_size=S, seed=seed)
+            caches[S, s] = synthetic_cache(
+                tmp / f"t{S}-{s}",
+                train_images * s,
+                bbs[S].n_patches,
+                embed_dim or bbs[S].embed_dim,
+                image_size=S,
+                seed=seed,
+            )
         for rep in range(repeats):
             for S, s in points:
                 n, c0 = extract_images * s, cpu_seconds()
-                t, _ = _timed(lambda: extract_fast(items[:n], bbs[S], tmp / f"x{S}-{n}-{rep}", cfg, fast, progress=False), dev)
+                t, _ = _timed(
+                    lambda: extract_fast(items[:n], bbs[S], tmp / f"x{S}-{n}-{rep}", cfg, fast, progress=False), dev
+                )
                 times.setdefault(("extract", S, s), []).append((t, cpu_seconds() - c0))
-                e = time_epoch(caches[S, s], "pread", device=dev, batch_size=train_batch_size, n_batches=None, seed=seed, data_pass=False)
+                e = time_epoch(
+                    caches[S, s],
+                    "pread",
+                    device=dev,
+                    batch_size=train_batch_size,
+                    n_batches=None,
+                    seed=seed,
+                    data_pass=False,
+                )
                 times.setdefault(("train_epoch", S, s), []).append((e["seconds"], e["cpu_seconds"]))
     rows = []
     for S in sizes:
@@ -499,23 +833,53 @@ def bench_growth(out_dir="results/bench", *, device: str = "cpu", clip: dict | N
             for S_, s in [p for p in points if p[0] == S]:
                 n = (extract_images if stage == "extract" else train_images) * s
                 ts = times[stage, S, s]
-                rows.append(dict(stage=stage, image_size=S, scale=s, n_images=n, seconds=min(t for t, _ in ts), seconds_all=[t for t, _ in ts],
-                                 cpu_seconds=min(c for _, c in ts), cpu_seconds_all=[c for _, c in ts]))
-                if stage == "train_epoch": rows[-1]["n_patches"] = caches[S, s].manifest["n_patches"]
+                rows.append(
+                    dict(
+                        stage=stage,
+                        image_size=S,
+                        scale=s,
+                        n_images=n,
+                        seconds=min(t for t, _ in ts),
+                        seconds_all=[t for t, _ in ts],
+                        cpu_seconds=min(c for _, c in ts),
+                        cpu_seconds_all=[c for _, c in ts],
+                    )
+                )
+                if stage == "train_epoch":
+                    rows[-1]["n_patches"] = caches[S, s].manifest["n_patches"]
     for r in rows:
-        ref = next(q for q in rows if q["stage"] == r["stage"] and q["image_size"] == sizes[0] and q["scale"] == scales[0])
-        r.update(s_per_image=r["seconds"] / r["n_images"], relative=r["seconds"] / ref["seconds"],
-                 per_image_relative=(r["seconds"] / r["n_images"]) / (ref["seconds"] / ref["n_images"]),
-                 cpu_per_image_relative=(r["cpu_seconds"] / r["n_images"]) / (ref["cpu_seconds"] / ref["n_images"]))
-    res = dict(name=name or f"growth-{device_slug(dev)}", kind="growth", **info, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-               fast=asdict(fast), scales=list(scales), sizes=list(sizes), extract_images=extract_images, train_images=train_images,
-               repeats=repeats, rows=rows, loadavg_end=loadavg())
+        ref = next(
+            q for q in rows if q["stage"] == r["stage"] and q["image_size"] == sizes[0] and q["scale"] == scales[0]
+        )
+        r.update(
+            s_per_image=r["seconds"] / r["n_images"],
+            relative=r["seconds"] / ref["seconds"],
+            per_image_relative=(r["seconds"] / r["n_images"]) / (ref["seconds"] / ref["n_images"]),
+            cpu_per_image_relative=(r["cpu_seconds"] / r["n_images"]) / (ref["cpu_seconds"] / ref["n_images"]),
+        )
+    res = dict(
+        name=name or f"growth-{device_slug(dev)}",
+        kind="growth",
+        **info,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        fast=asdict(fast),
+        scales=list(scales),
+        sizes=list(sizes),
+        extract_images=extract_images,
+        train_images=train_images,
+        repeats=repeats,
+        rows=rows,
+        loadavg_end=loadavg(),
+    )
     return _save(res, out_dir)
 
 # %% ../nbs/17_bench.ipynb #2e380858
 def _fmt(x, nd=2) -> str:
-    if x is None: return "-"
+    if x is None:
+        return "-"
     return f"{x:,.{nd}f}" if isinstance(x, float) else str(x)
+
 
 def _table(header: list[str], rows: list[list]) -> str:
     cells = [header] + [[_fmt(c) for c in r] for r in rows]
@@ -523,40 +887,111 @@ def _table(header: list[str], rows: list[list]) -> str:
     line = lambda r: "  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r))
     return "\n".join([line(cells[0]), line(["-" * x for x in w])] + [line(r) for r in cells[1:]])
 
+
 def format_table(result: dict) -> str:
     "A plain-text table of a `bench_extract` / `bench_train` / `bench_growth` result, with its device and date."
     r, kind = result, result.get("kind")
     head = f"{r.get('name')}: {r.get('device')} | torch {r.get('versions', {}).get('torch')} | {r.get('date')} | load {r.get('loadavg_start')} -> {r.get('loadavg_end')}"
     if kind == "extract":
-        rows = [[f"one image per forward ({r['baseline_precision']})", r["baseline_images_per_s"], 1.0],
-                [f"bacgcn pipeline ({r['precision']}, batch {r['batch_size']}, {r['num_workers']} workers)", r["images_per_s"], r["ratio"]]]
-        rows += [[f"  variant: {k}", v["images_per_s"], v["images_per_s"] / r["baseline_images_per_s"]] for k, v in r.get("variants", {}).items()]
-        rows += [[f"compute floor ({r['precision']} matmul rate / {r['flops_per_image'] / 1e9:.1f} GFLOP)", r["compute_floor_images_per_s"], r["compute_floor_images_per_s"] / r["baseline_images_per_s"]]]
-        rows += [[f"  stage alone: {k}", v, v / r["baseline_images_per_s"]] for k, v in r.get("stages_images_per_s", {}).items()]
-        return (head + "\n" + _table(["extraction", "images/s", "ratio"], rows) + f"\nlimited by: {r['limited_by']}; pipeline at "
-                f"{100 * r['floor_fraction']:.0f}% of the compute floor; CPU seconds per image: pipeline {r['cpu_seconds_per_image']:.2f}, "
-                f"baseline {r['baseline_cpu_seconds_per_image']:.2f} (ratio {r['ratio_cpu_time']:.2f})")
+        rows = [
+            [f"one image per forward ({r['baseline_precision']})", r["baseline_images_per_s"], 1.0],
+            [
+                f"bacgcn pipeline ({r['precision']}, batch {r['batch_size']}, {r['num_workers']} workers)",
+                r["images_per_s"],
+                r["ratio"],
+            ],
+        ]
+        rows += [
+            [f"  variant: {k}", v["images_per_s"], v["images_per_s"] / r["baseline_images_per_s"]]
+            for k, v in r.get("variants", {}).items()
+        ]
+        rows += [
+            [
+                f"compute floor ({r['precision']} matmul rate / {r['flops_per_image'] / 1e9:.1f} GFLOP)",
+                r["compute_floor_images_per_s"],
+                r["compute_floor_images_per_s"] / r["baseline_images_per_s"],
+            ]
+        ]
+        rows += [
+            [f"  stage alone: {k}", v, v / r["baseline_images_per_s"]]
+            for k, v in r.get("stages_images_per_s", {}).items()
+        ]
+        return (
+            head
+            + "\n"
+            + _table(["extraction", "images/s", "ratio"], rows)
+            + f"\nlimited by: {r['limited_by']}; pipeline at "
+            f"{100 * r['floor_fraction']:.0f}% of the compute floor; CPU seconds per image: pipeline {r['cpu_seconds_per_image']:.2f}, "
+            f"baseline {r['baseline_cpu_seconds_per_image']:.2f} (ratio {r['ratio_cpu_time']:.2f})"
+        )
     if kind == "train":
         c = r["cache"]
-        rows = [[k, v["epoch_s"], v["cpu_epoch_s"], v["images_per_s"], v["peak_rss_gb"], v.get("data_share"), "partial" if v["partial"] else "full"]
-                for k, v in r["readers"].items()]
-        return (head + f"\ncache {c['n_images']:,} x {c['n_patches']} x {c['embed_dim']} fp16 ({c['gb']:.1f} GB), batch {r['batch_size']}\n"
-                + _table(["reader", "epoch s", "CPU s", "images/s", "peak RSS GB", "data share", "epoch"], rows))
+        rows = [
+            [
+                k,
+                v["epoch_s"],
+                v["cpu_epoch_s"],
+                v["images_per_s"],
+                v["peak_rss_gb"],
+                v.get("data_share"),
+                "partial" if v["partial"] else "full",
+            ]
+            for k, v in r["readers"].items()
+        ]
+        return (
+            head
+            + f"\ncache {c['n_images']:,} x {c['n_patches']} x {c['embed_dim']} fp16 ({c['gb']:.1f} GB), batch {r['batch_size']}\n"
+            + _table(["reader", "epoch s", "CPU s", "images/s", "peak RSS GB", "data share", "epoch"], rows)
+        )
     if kind == "growth":
-        rows = [[x["stage"], x["image_size"], x["n_images"], x["seconds"], x["s_per_image"], x["relative"], x["per_image_relative"],
-                 x["cpu_seconds"] / x["n_images"], x["cpu_per_image_relative"]] for x in r["rows"]]
-        return head + "\n" + _table(["stage", "px", "images", "seconds", "s/image", "relative", "per image rel.", "CPU s/image", "CPU per image rel."], rows)
+        rows = [
+            [
+                x["stage"],
+                x["image_size"],
+                x["n_images"],
+                x["seconds"],
+                x["s_per_image"],
+                x["relative"],
+                x["per_image_relative"],
+                x["cpu_seconds"] / x["n_images"],
+                x["cpu_per_image_relative"],
+            ]
+            for x in r["rows"]
+        ]
+        return (
+            head
+            + "\n"
+            + _table(
+                [
+                    "stage",
+                    "px",
+                    "images",
+                    "seconds",
+                    "s/image",
+                    "relative",
+                    "per image rel.",
+                    "CPU s/image",
+                    "CPU per image rel.",
+                ],
+                rows,
+            )
+        )
     raise ValueError(f"not a benchmark result (kind={kind!r}): expected 'extract', 'train' or 'growth'")
 
 # %% ../nbs/17_bench.ipynb #dafc9ae5
 def plot_growth(result: dict, ax=None):
     "Seconds against images for each stage and image size of a `bench_growth` result (log-log; linear growth is slope 1)."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3))
     for key in sorted({(x["stage"], x["image_size"]) for x in result["rows"]}):
         pts = sorted((x["n_images"], x["seconds"]) for x in result["rows"] if (x["stage"], x["image_size"]) == key)
         ax.plot(*zip(*pts), marker="o", label=f"{key[0]} {key[1]} px")
-    ax.set_xscale("log"); ax.set_yscale("log")
-    ax.set_xlabel("images"); ax.set_ylabel("seconds"); ax.set_title(result.get("device", ""), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("images")
+    ax.set_ylabel("seconds")
+    ax.set_title(result.get("device", ""), fontsize=8)
     ax.legend(fontsize=7)
     return ax

@@ -56,130 +56,193 @@ DTYPES = ("auto", "float16", "bfloat16", "float32")
 def _template_fields(t: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(t) if f is not None}
 
+
 @dataclass
 class CaptionerConfig:
     "How to caption. Accepts a dict too (`CaptionerConfig.from_any`)."
-    model: str = DEFAULT_MODEL       # a save_pretrained directory, or a Hugging Face id found in the local cache
-    caption_prompts: list[str] = field(default_factory=lambda: list(CAPTION_PROMPTS))      # q_1..q_6 (first pass)
-    recaption_prompts: list[str] = field(default_factory=lambda: list(RECAPTION_PROMPTS))  # q~_1..q~_6, one '{objects}' slot each
-    exclude: str = "filter"          # how O_i is found: "filter" (bacgcn.captions.CaptionFilter), "synonyms" (a simple matcher), "none"
-    vocab: str | None = None         # vocabulary naming O_i (name or JSON file); None: the dataset's built-in one
-    max_new_tokens: int = 30         # answer length (the released answers stop at 30 tokens)
-    generate_kwargs: dict = field(default_factory=dict)  # extra `generate` arguments; default greedy (do_sample=False, num_beams=1)
-    batch_size: int = 32             # images per `generate` call
-    chunk_size: int = 512            # images per resumable unit: outputs are rewritten after each chunk
-    num_workers: int = 4             # threads decoding the next chunk's images while the model runs (0: none)
-    dtype: str = "auto"              # "auto" (float16 on GPU, float32 on CPU), "float16", "bfloat16", "float32"
-    device: str = "auto"             # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
-    cache_dir: str | None = None     # Hugging Face hub cache to look in (None: the default, HF_HUB_CACHE)
-    local_files_only: bool = True    # never download; set False to let transformers fetch a missing model
+
+    model: str = DEFAULT_MODEL  # a save_pretrained directory, or a Hugging Face id found in the local cache
+    caption_prompts: list[str] = field(default_factory=lambda: list(CAPTION_PROMPTS))  # q_1..q_6 (first pass)
+    recaption_prompts: list[str] = field(
+        default_factory=lambda: list(RECAPTION_PROMPTS)
+    )  # q~_1..q~_6, one '{objects}' slot each
+    exclude: str = (
+        "filter"  # how O_i is found: "filter" (bacgcn.captions.CaptionFilter), "synonyms" (a simple matcher), "none"
+    )
+    vocab: str | None = None  # vocabulary naming O_i (name or JSON file); None: the dataset's built-in one
+    max_new_tokens: int = 30  # answer length (the released answers stop at 30 tokens)
+    generate_kwargs: dict = field(
+        default_factory=dict
+    )  # extra `generate` arguments; default greedy (do_sample=False, num_beams=1)
+    batch_size: int = 32  # images per `generate` call
+    chunk_size: int = 512  # images per resumable unit: outputs are rewritten after each chunk
+    num_workers: int = 4  # threads decoding the next chunk's images while the model runs (0: none)
+    dtype: str = "auto"  # "auto" (float16 on GPU, float32 on CPU), "float16", "bfloat16", "float32"
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    cache_dir: str | None = None  # Hugging Face hub cache to look in (None: the default, HF_HUB_CACHE)
+    local_files_only: bool = True  # never download; set False to let transformers fetch a missing model
 
     def __post_init__(self):
         self.caption_prompts, self.recaption_prompts = list(self.caption_prompts), list(self.recaption_prompts)
         self.model = str(self.model)
-        if not self.caption_prompts: raise ValueError("caption_prompts is empty: give at least one prompt")
+        if not self.caption_prompts:
+            raise ValueError("caption_prompts is empty: give at least one prompt")
         if len(self.caption_prompts) != len(self.recaption_prompts):
-            raise ValueError(f"{len(self.caption_prompts)} caption prompts but {len(self.recaption_prompts)} re-caption prompts: "
-                             "re-caption prompt j re-asks caption prompt j, so the counts must agree")
+            raise ValueError(
+                f"{len(self.caption_prompts)} caption prompts but {len(self.recaption_prompts)} re-caption prompts: "
+                "re-caption prompt j re-asks caption prompt j, so the counts must agree"
+            )
         for t in self.recaption_prompts:
-            if _template_fields(t) != {"objects"}: raise ValueError(f"re-caption prompt {t!r}: needs exactly one '{{objects}}' slot and no other")
-        if self.exclude not in EXCLUDE_MODES: raise ValueError(f"exclude={self.exclude!r}: choose one of {EXCLUDE_MODES}")
-        if self.dtype not in DTYPES: raise ValueError(f"dtype={self.dtype!r}: choose one of {DTYPES}")
+            if _template_fields(t) != {"objects"}:
+                raise ValueError(f"re-caption prompt {t!r}: needs exactly one '{{objects}}' slot and no other")
+        if self.exclude not in EXCLUDE_MODES:
+            raise ValueError(f"exclude={self.exclude!r}: choose one of {EXCLUDE_MODES}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r}: choose one of {DTYPES}")
         for k in ("max_new_tokens", "batch_size", "chunk_size"):
-            if int(getattr(self, k)) < 1: raise ValueError(f"{k}={getattr(self, k)}: must be at least 1")
-        if self.num_workers < 0: raise ValueError(f"num_workers={self.num_workers}: must be >= 0")
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"{k}={getattr(self, k)}: must be at least 1")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers}: must be >= 0")
 
     @classmethod
     def from_any(cls, cfg: CaptionerConfig | dict | None = None, **overrides) -> CaptionerConfig:
         return as_config(cls, cfg, **overrides)
 
 # %% ../nbs/16_captioner.ipynb #d77e1d8f
-def _words(text: str) -> list[str]: return re.findall(r"[a-z0-9]+", text.lower())
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
 
 def synonym_matcher(vocab) -> Callable[[str], set[int]]:
     "`text -> {category index}`: categories whose synonyms occur as whole words in `text` or in its noun lemmas."
     from lemminflect import getLemma
+
     table = [(k, {" ".join(_words(s)) for s in vocab.synonyms[c]} - {""}) for k, c in enumerate(vocab.categories)]
+
     def mentions(text: str) -> set[int]:
         words = _words(text)
         forms = (" " + " ".join(words) + " ", " " + " ".join(getLemma(w, upos="NOUN")[0] for w in words) + " ")
         return {k for k, syns in table if any(f" {s} " in f for s in syns for f in forms)}
+
     return mentions
 
 # %% ../nbs/16_captioner.ipynb #34acb2a3
 def _caption_filter(vocab):
     from bacgcn.captions import CaptionFilter  # imported only when used
+
     return CaptionFilter(vocab)
+
 
 def resolve_exclude(exclude: str, vocab_name: str | None, dataset_name: str):
     "(method actually used, Vocab or None) for `CaptionerConfig.exclude`/`.vocab` and a dataset name."
-    if exclude == "none": return "none", None
+    if exclude == "none":
+        return "none", None
     from bacgcn.vocab import BUILTIN_VOCABS, load_vocab
+
     name = vocab_name or (dataset_name if dataset_name in BUILTIN_VOCABS else None)
     if name is None:
-        raise ValueError(f"the re-caption prompts name the objects of the first pass with a vocabulary, and {dataset_name!r} has no "
-                         f"built-in one ({sorted(BUILTIN_VOCABS)}): set CaptionerConfig.vocab to a vocabulary name or JSON file, "
-                         "or exclude='none'")
+        raise ValueError(
+            f"the re-caption prompts name the objects of the first pass with a vocabulary, and {dataset_name!r} has no "
+            f"built-in one ({sorted(BUILTIN_VOCABS)}): set CaptionerConfig.vocab to a vocabulary name or JSON file, "
+            "or exclude='none'"
+        )
     vocab = load_vocab(name)
     if exclude == "filter":
-        try: from bacgcn.captions import CaptionFilter  # noqa: F401
-        except ImportError as e: raise ImportError(f"exclude='filter' needs bacgcn.captions.CaptionFilter ({e}); use exclude='synonyms'") from None
+        try:
+            from bacgcn.captions import CaptionFilter  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                f"exclude='filter' needs bacgcn.captions.CaptionFilter ({e}); use exclude='synonyms'"
+            ) from None
     return exclude, vocab
+
 
 def object_detector(method: str, vocab) -> Callable[[list[str]], list[str]]:
     "`captions -> [category key]`: the categories named anywhere in one image's captions, in vocabulary order."
-    if method == "none": return lambda captions: []
+    if method == "none":
+        return lambda captions: []
     mentions = synonym_matcher(vocab) if method == "synonyms" else _caption_filter(vocab).mentions
+
     def detect(captions: list[str]) -> list[str]:
         found = set().union(*(mentions(t) for t in captions)) if captions else set()
         return [vocab.categories[k] for k in sorted(found)]
+
     return detect
+
 
 def recaption_prompts(objects: list[str], config: CaptionerConfig) -> list[str]:
     "The second-pass prompts of one image: template j with `objects` joined by spaces, or caption prompt j when none was found."
-    if not objects: return list(config.caption_prompts)
+    if not objects:
+        return list(config.caption_prompts)
     return [t.format(objects=" ".join(objects)) for t in config.recaption_prompts]
 
 # %% ../nbs/16_captioner.ipynb #a3068d5a
 STATE_VERSION = 1
-IDENTITY_KEYS = ("model", "caption_prompts", "recaption_prompts", "exclude", "vocab", "categories", "max_new_tokens", "generate_kwargs")
+IDENTITY_KEYS = (
+    "model",
+    "caption_prompts",
+    "recaption_prompts",
+    "exclude",
+    "vocab",
+    "categories",
+    "max_new_tokens",
+    "generate_kwargs",
+)
+
 
 def parse_shard(shard) -> tuple[int, int]:
     "`None` -> (0, 1); `'i/n'` or `(i, n)` -> (i, n) with 0 <= i < n."
-    if shard is None: return 0, 1
-    try: i, n = (int(s) for s in (shard.split("/") if isinstance(shard, str) else shard))
-    except (ValueError, TypeError): raise ValueError(f"shard {shard!r}: expected 'i/n' (e.g. '0/4') or a pair (i, n)") from None
-    if not (n >= 1 and 0 <= i < n): raise ValueError(f"shard {shard!r}: need n >= 1 and 0 <= i < n (shards are numbered from 0)")
+    if shard is None:
+        return 0, 1
+    try:
+        i, n = (int(s) for s in (shard.split("/") if isinstance(shard, str) else shard))
+    except (ValueError, TypeError):
+        raise ValueError(f"shard {shard!r}: expected 'i/n' (e.g. '0/4') or a pair (i, n)") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard {shard!r}: need n >= 1 and 0 <= i < n (shards are numbered from 0)")
     return i, n
+
 
 def caption_paths(out_dir, dataset_name: str, shard=None) -> dict[str, Path]:
     "Paths of the captions, re-captions and state files of a run (`shard=None`) or of shard i/n."
     tag = "" if shard is None else ".shard-{}-of-{}".format(*parse_shard(shard))
     out = Path(out_dir)
-    return dict(captions=out / f"{dataset_name}_captions{tag}.json", re_captions=out / f"{dataset_name}_re_captions{tag}.json",
-                state=out / f"{dataset_name}_caption_state{tag}.json")
+    return dict(
+        captions=out / f"{dataset_name}_captions{tag}.json",
+        re_captions=out / f"{dataset_name}_re_captions{tag}.json",
+        state=out / f"{dataset_name}_caption_state{tag}.json",
+    )
 
 # %% ../nbs/16_captioner.ipynb #9786a176
 def _no_duplicate_keys(path: Path):
     def hook(pairs):
         seen = set()
         for k, _ in pairs:
-            if k in seen: raise ValueError(f"{path}: key {k!r} appears twice")
+            if k in seen:
+                raise ValueError(f"{path}: key {k!r} appears twice")
             seen.add(k)
         return dict(pairs)
+
     return hook
 
+
 def _read_json(path: Path, what: str):
-    try: return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys(path))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f"{path}: not a valid UTF-8 JSON {what} ({e})") from None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys(path))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a valid UTF-8 JSON {what} ({e})") from None
+
 
 def read_caption_file(path, n_prompts: int = 6) -> dict[str, list[str]]:
     "A released-format caption file as `{'<image id>.': [n_prompts strings]}`; ValueError naming the file and the entry at fault."
     path = Path(path)
     d = _read_json(path, "caption file")
-    if not isinstance(d, dict): raise ValueError(f"{path}: expected a JSON object {{\"<image id>.\": [captions]}}, got {type(d).__name__}")
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a JSON object {{\"<image id>.\": [captions]}}, got {type(d).__name__}")
     for k, v in d.items():
-        if not k.endswith(".") or k == ".": raise ValueError(f"{path}: key {k!r} is not of the form '<image id>.' (image id and a trailing dot)")
+        if not k.endswith(".") or k == ".":
+            raise ValueError(f"{path}: key {k!r} is not of the form '<image id>.' (image id and a trailing dot)")
         if not (isinstance(v, list) and len(v) == n_prompts and all(isinstance(s, str) for s in v)):
             raise ValueError(f"{path}: entry {k!r} should be a list of {n_prompts} strings, got {json.dumps(v)[:120]}")
     return d
@@ -187,73 +250,107 @@ def read_caption_file(path, n_prompts: int = 6) -> dict[str, list[str]]:
 # %% ../nbs/16_captioner.ipynb #e62ffec6
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
+
 def require_transformers():
     "The `transformers` module, or an ImportError that says how to install it."
     try:
         import transformers
         from transformers import Blip2ForConditionalGeneration, Blip2Processor  # noqa: F401 (old versions lack BLIP-2)
     except ImportError as e:
-        raise ImportError(f"the BLIP-2 captioner needs Hugging Face transformers (>=4.47) ({e}): pip install 'bacgcn[caption]'") from None
+        raise ImportError(
+            f"the BLIP-2 captioner needs Hugging Face transformers (>=4.47) ({e}): pip install 'bacgcn[caption]'"
+        ) from None
     return transformers
+
 
 def model_source(model) -> tuple[str, str | Path]:
     "('dir', path) for a save_pretrained directory, ('hub', id) for a Hugging Face id; FileNotFoundError naming what is missing."
     p = Path(str(model)).expanduser()
     if p.exists():
-        if not p.is_dir(): raise FileNotFoundError(f"BLIP-2 model {p} is a file: expected a directory written by save_pretrained (config.json, weights, processor files)")
+        if not p.is_dir():
+            raise FileNotFoundError(
+                f"BLIP-2 model {p} is a file: expected a directory written by save_pretrained (config.json, weights, processor files)"
+            )
         cfg = p / "config.json"
-        if not cfg.is_file(): raise FileNotFoundError(f"BLIP-2 model directory {p} has no config.json: expected a directory written by save_pretrained")
+        if not cfg.is_file():
+            raise FileNotFoundError(
+                f"BLIP-2 model directory {p} has no config.json: expected a directory written by save_pretrained"
+            )
         kind = _read_json(cfg, "model config").get("model_type")
-        if kind != "blip-2": raise ValueError(f"{cfg}: model_type is {kind!r}, not a BLIP-2 model ('blip-2')")
+        if kind != "blip-2":
+            raise ValueError(f"{cfg}: model_type is {kind!r}, not a BLIP-2 model ('blip-2')")
         return "dir", p
     s = str(model)
-    if _HUB_ID.fullmatch(s): return "hub", s
-    raise FileNotFoundError(f"BLIP-2 model directory {p} not found (looked for {p.absolute()}), "
-                            f"and {s!r} is not a Hugging Face id such as {DEFAULT_MODEL!r}")
+    if _HUB_ID.fullmatch(s):
+        return "hub", s
+    raise FileNotFoundError(
+        f"BLIP-2 model directory {p} not found (looked for {p.absolute()}), "
+        f"and {s!r} is not a Hugging Face id such as {DEFAULT_MODEL!r}"
+    )
+
 
 def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
     "`auto` device: cuda when available, else cpu; `auto` dtype: float16 on GPU, float32 on CPU."
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    if dev.type == "cuda" and not torch.cuda.is_available(): raise RuntimeError(f"device={device!r} but torch sees no CUDA device")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but torch sees no CUDA device")
     name = ("float16" if dev.type == "cuda" else "float32") if dtype == "auto" else dtype
-    if dev.type == "cpu" and name == "float16": raise ValueError("dtype='float16' on CPU is slow or unsupported: use 'float32' or 'bfloat16'")
+    if dev.type == "cpu" and name == "float16":
+        raise ValueError("dtype='float16' on CPU is slow or unsupported: use 'float32' or 'bfloat16'")
     return dev, getattr(torch, name)
 
 # %% ../nbs/16_captioner.ipynb #88c086a9
-def load_blip2(model: str | Path = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", cache_dir=None,
-               local_files_only: bool = True):
+def load_blip2(
+    model: str | Path = DEFAULT_MODEL,
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir=None,
+    local_files_only: bool = True,
+):
     "(Blip2ForConditionalGeneration in eval mode on `device`, Blip2Processor) from a local directory or the local HF cache."
     tf = require_transformers()
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
     kind, src = model_source(model)
     dev, dt = resolve_device_dtype(device, dtype)
     major, minor = (int(x) for x in re.findall(r"\d+", tf.__version__)[:2])
     dkey = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # transformers renamed the argument
-    kw = dict(local_files_only=local_files_only or kind == "dir", cache_dir=None if cache_dir is None else str(cache_dir))
+    kw = dict(
+        local_files_only=local_files_only or kind == "dir", cache_dir=None if cache_dir is None else str(cache_dir)
+    )
     try:
         processor = Blip2Processor.from_pretrained(str(src), **kw)
         net = Blip2ForConditionalGeneration.from_pretrained(str(src), **{dkey: dt}, **kw)
     except OSError as e:
-        if kind == "dir": raise OSError(f"cannot load BLIP-2 from directory {src}: {e}") from None
+        if kind == "dir":
+            raise OSError(f"cannot load BLIP-2 from directory {src}: {e}") from None
         from huggingface_hub import constants
+
         where = cache_dir or constants.HF_HUB_CACHE
-        raise FileNotFoundError(f"BLIP-2 model {src!r}: no local directory {Path(src).absolute()}, and not in the Hugging Face cache "
-                                f"{where} (local_files_only={local_files_only}). On a machine with internet run "
-                                f"`huggingface-cli download {src}` (or set HF_HOME / cache_dir to where it is), or pass the path "
-                                f"of a save_pretrained directory. ({type(e).__name__}: {str(e)[:300]})") from None
-    if getattr(processor, "num_query_tokens", None) is None: processor.num_query_tokens = net.config.num_query_tokens
+        raise FileNotFoundError(
+            f"BLIP-2 model {src!r}: no local directory {Path(src).absolute()}, and not in the Hugging Face cache "
+            f"{where} (local_files_only={local_files_only}). On a machine with internet run "
+            f"`huggingface-cli download {src}` (or set HF_HOME / cache_dir to where it is), or pass the path "
+            f"of a save_pretrained directory. ({type(e).__name__}: {str(e)[:300]})"
+        ) from None
+    if getattr(processor, "num_query_tokens", None) is None:
+        processor.num_query_tokens = net.config.num_query_tokens
     return net.to(dev).eval(), processor
 
 # %% ../nbs/16_captioner.ipynb #b2769434
 class Blip2Captioner:
     "A BLIP-2 model and its processor answering one prompt per image, a batch at a time."
+
     def __init__(self, model, processor, max_new_tokens: int = 30, generate_kwargs: dict | None = None):
         self.model, self.processor = model, processor
         self.max_new_tokens, self.generate_kwargs = int(max_new_tokens), dict(generate_kwargs or {})
         p = next(model.parameters())
         self.device, self.dtype = p.device, getattr(model, "dtype", p.dtype)
-        if getattr(model.config, "use_decoder_only_language_model", True): processor.tokenizer.padding_side = "left"
-        self._blank = Image.new("RGB", (16, 16))  # makes the processor insert the image placeholders; its pixels are not used
+        if getattr(model.config, "use_decoder_only_language_model", True):
+            processor.tokenizer.padding_side = "left"
+        self._blank = Image.new(
+            "RGB", (16, 16)
+        )  # makes the processor insert the image placeholders; its pixels are not used
 
     @classmethod
     def from_config(cls, config: CaptionerConfig | dict | None = None) -> Blip2Captioner:
@@ -268,12 +365,16 @@ class Blip2Captioner:
     @torch.inference_mode()
     def generate(self, pixel_values: torch.Tensor, prompts: list[str]) -> list[str]:
         "One answer per (image, prompt) pair: `prompts[b]` asked about image b."
-        if len(prompts) != len(pixel_values): raise ValueError(f"{len(prompts)} prompts for {len(pixel_values)} images")
+        if len(prompts) != len(pixel_values):
+            raise ValueError(f"{len(prompts)} prompts for {len(pixel_values)} images")
         enc = self.processor(images=[self._blank], text=list(prompts), padding=True, return_tensors="pt")
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)  # B, L
         kw = dict(do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens) | self.generate_kwargs
-        out = self.model.generate(pixel_values=pixel_values.to(self.device, self.dtype), input_ids=ids, attention_mask=mask, **kw)
-        if out.shape[1] >= ids.shape[1] and torch.equal(out[:, :ids.shape[1]], ids): out = out[:, ids.shape[1]:]  # B, T new tokens
+        out = self.model.generate(
+            pixel_values=pixel_values.to(self.device, self.dtype), input_ids=ids, attention_mask=mask, **kw
+        )
+        if out.shape[1] >= ids.shape[1] and torch.equal(out[:, : ids.shape[1]], ids):
+            out = out[:, ids.shape[1] :]  # B, T new tokens
         return [t.strip() for t in self.processor.batch_decode(out, skip_special_tokens=True)]
 
 # %% ../nbs/16_captioner.ipynb #5f1a1bba
@@ -281,50 +382,107 @@ def save_tiny_blip2(path, words: list[str] | None = None, seed: int = 0, image_s
     "Write a random-weight toy BLIP-2 (model + processor) to `path` for tests and demos; returns `path`."
     require_transformers()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig, Blip2VisionConfig,
-                              BlipImageProcessor, OPTConfig, PreTrainedTokenizerFast)
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        BlipImageProcessor,
+        OPTConfig,
+        PreTrainedTokenizerFast,
+    )
+
     words = words or "a the dog cat car person grass sky road boat water tree table on in with and of is".split()
     corpus = [" ".join(p.format(objects="x") for p in CAPTION_PROMPTS + RECAPTION_PROMPTS), " ".join(words)]
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece(prefix="##")  # decoder joins words with spaces
+    tok.pre_tokenizer, tok.decoder = (
+        pre_tokenizers.Whitespace(),
+        decoders.WordPiece(prefix="##"),
+    )  # decoder joins words with spaces
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>", "<image>"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="</s>", unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="</s>", unk_token="<unk>"
+    )
     v, h = len(fast), 32
     cfg = Blip2Config(
-        vision_config=Blip2VisionConfig(hidden_size=h, intermediate_size=2 * h, num_hidden_layers=1, num_attention_heads=2,
-                                        image_size=image_size, patch_size=8).to_dict(),
-        qformer_config=Blip2QFormerConfig(hidden_size=h, num_hidden_layers=1, num_attention_heads=2, intermediate_size=2 * h,
-                                          encoder_hidden_size=h, vocab_size=v).to_dict(),
-        text_config=OPTConfig(vocab_size=v, hidden_size=h, num_hidden_layers=1, ffn_dim=2 * h, num_attention_heads=2,
-                              max_position_embeddings=256, word_embed_proj_dim=h, pad_token_id=0, bos_token_id=1, eos_token_id=1,
-                              init_std=0.5).to_dict(),  # large init: logits far apart, so greedy answers are stable and image-dependent
-        num_query_tokens=4, image_token_index=fast.convert_tokens_to_ids("<image>"))
+        vision_config=Blip2VisionConfig(
+            hidden_size=h,
+            intermediate_size=2 * h,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        ).to_dict(),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=h,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=2 * h,
+            encoder_hidden_size=h,
+            vocab_size=v,
+        ).to_dict(),
+        text_config=OPTConfig(
+            vocab_size=v,
+            hidden_size=h,
+            num_hidden_layers=1,
+            ffn_dim=2 * h,
+            num_attention_heads=2,
+            max_position_embeddings=256,
+            word_embed_proj_dim=h,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
+            init_std=0.5,
+        ).to_dict(),  # large init: logits far apart, so greedy answers are stable and image-dependent
+        num_query_tokens=4,
+        image_token_index=fast.convert_tokens_to_ids("<image>"),
+    )
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(cfg).eval()
-    processor = Blip2Processor(image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
-                               tokenizer=fast, num_query_tokens=4)
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=fast,
+        num_query_tokens=4,
+    )
     path = Path(path)
-    model.save_pretrained(path); processor.save_pretrained(path)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
     return path
 
 # %% ../nbs/16_captioner.ipynb #68912fa7
 def _as_items(items) -> list[tuple[str, str | None]]:
-    if hasattr(items, "image_ids") and hasattr(items, "image_paths"): items = list(zip(items.image_ids, items.image_paths))
+    if hasattr(items, "image_ids") and hasattr(items, "image_paths"):
+        items = list(zip(items.image_ids, items.image_paths))
     items = [(str(i), None if p is None else str(p)) for i, p in items]
-    if not items: raise ValueError("no images to caption")
+    if not items:
+        raise ValueError("no images to caption")
     seen, dup = set(), []
     for i, _ in items:
-        if i in seen: dup.append(i)
+        if i in seen:
+            dup.append(i)
         seen.add(i)
-    if dup: raise ValueError(f"duplicate image ids {dup[:5]}: every image needs its own id")
+    if dup:
+        raise ValueError(f"duplicate image ids {dup[:5]}: every image needs its own id")
     return items
 
-def _identity(cfg: CaptionerConfig, method: str, vocab) -> dict:
-    return dict(model=cfg.model, caption_prompts=cfg.caption_prompts, recaption_prompts=cfg.recaption_prompts, exclude=method,
-                vocab=None if vocab is None else vocab.name, categories=None if vocab is None else vocab.categories,
-                max_new_tokens=int(cfg.max_new_tokens), generate_kwargs=dict(cfg.generate_kwargs))
 
-def _ids_sha1(ids: list[str]) -> str: return hashlib.sha1("\n".join(ids).encode()).hexdigest()
+def _identity(cfg: CaptionerConfig, method: str, vocab) -> dict:
+    return dict(
+        model=cfg.model,
+        caption_prompts=cfg.caption_prompts,
+        recaption_prompts=cfg.recaption_prompts,
+        exclude=method,
+        vocab=None if vocab is None else vocab.name,
+        categories=None if vocab is None else vocab.categories,
+        max_new_tokens=int(cfg.max_new_tokens),
+        generate_kwargs=dict(cfg.generate_kwargs),
+    )
+
+
+def _ids_sha1(ids: list[str]) -> str:
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()
+
 
 def read_state(path) -> dict:
     "The state file of a captioning run; ValueError naming the file when it is not one."
@@ -333,14 +491,18 @@ def read_state(path) -> dict:
     need = ("version", "shard", "image_ids", "failed", "complete", *IDENTITY_KEYS)
     if not isinstance(s, dict) or any(k not in s for k in need):
         raise ValueError(f"{path}: not a caption state file (expected the keys {list(need)})")
-    if s["version"] != STATE_VERSION: raise ValueError(f"{path}: state version {s['version']!r}, this bacgcn reads version {STATE_VERSION}")
+    if s["version"] != STATE_VERSION:
+        raise ValueError(f"{path}: state version {s['version']!r}, this bacgcn reads version {STATE_VERSION}")
     return s
+
 
 def _check_same(old: dict, new: dict, path: Path, keys=IDENTITY_KEYS) -> None:
     for k in keys:
         if json.dumps(old.get(k)) != json.dumps(new[k]):
-            raise ValueError(f"{path} was written with {k}={json.dumps(old.get(k))[:200]}, this run has {k}={json.dumps(new[k])[:200]}: "
-                             "the captions would mix two settings; use another output directory or the same settings")
+            raise ValueError(
+                f"{path} was written with {k}={json.dumps(old.get(k))[:200]}, this run has {k}={json.dumps(new[k])[:200]}: "
+                "the captions would mix two settings; use another output directory or the same settings"
+            )
 
 # %% ../nbs/16_captioner.ipynb #2608abc2
 def _load_existing(paths: dict, head: dict, n_prompts: int) -> tuple[dict, dict, dict]:
@@ -349,8 +511,10 @@ def _load_existing(paths: dict, head: dict, n_prompts: int) -> tuple[dict, dict,
     if not have["state"]:
         if have["captions"] or have["re_captions"]:
             f = paths["captions"] if have["captions"] else paths["re_captions"]
-            raise ValueError(f"{f} exists but its state file {paths['state']} does not, so what settings wrote it cannot be checked: "
-                             "move the caption files away or choose another output directory")
+            raise ValueError(
+                f"{f} exists but its state file {paths['state']} does not, so what settings wrote it cannot be checked: "
+                "move the caption files away or choose another output directory"
+            )
         return {}, {}, {}
     st = read_state(paths["state"])
     _check_same(st, head, paths["state"], (*IDENTITY_KEYS, "shard", "n_total", "ids_sha1"))
@@ -359,17 +523,23 @@ def _load_existing(paths: dict, head: dict, n_prompts: int) -> tuple[dict, dict,
     mine = {i + "." for i in head["image_ids"]}
     for p, d in ((paths["captions"], caps), (paths["re_captions"], recaps)):
         stray = [k for k in d if k not in mine]
-        if stray: raise ValueError(f"{p}: {len(stray)} ids are not among this run's {len(mine)} images, e.g. {stray[:3]}")
+        if stray:
+            raise ValueError(f"{p}: {len(stray)} ids are not among this run's {len(mine)} images, e.g. {stray[:3]}")
     return caps, recaps, dict(st["failed"])
 
+
 def _try_read(path):
-    try: return read_image(path), None
-    except ImageReadError as e: return None, str(e)
+    try:
+        return read_image(path), None
+    except ImageReadError as e:
+        return None, str(e)
+
 
 def _read_ahead(chunks: list, num_workers: int):
     "Yield (chunk, [(image or None, reason or None)]) while the next chunk is being decoded."
     if num_workers == 0:
-        for ch in chunks: yield ch, [_try_read(p) for _, p in ch]
+        for ch in chunks:
+            yield ch, [_try_read(p) for _, p in ch]
         return
     with ThreadPoolExecutor(num_workers) as pool:
         submit = lambda ch: [pool.submit(_try_read, p) for _, p in ch]
@@ -379,40 +549,64 @@ def _read_ahead(chunks: list, num_workers: int):
             yield ch, [f.result() for f in cur]
 
 # %% ../nbs/16_captioner.ipynb #d4c1cd4b
-def caption_batch(captioner, images: list[Image.Image], config: CaptionerConfig, detect) -> tuple[list[list[str]], list[list[str]]]:
+def caption_batch(
+    captioner, images: list[Image.Image], config: CaptionerConfig, detect
+) -> tuple[list[list[str]], list[list[str]]]:
     "Captions and re-captions (one list of len(prompts) strings per image) of a batch of RGB images."
     px = captioner.preprocess(images)  # B, 3, S, S: once for all prompts
     first = [captioner.generate(px, [q] * len(images)) for q in config.caption_prompts]  # P lists of B
     caps = [list(t) for t in zip(*first)]  # B lists of P
     again = [recaption_prompts(detect(c), config) for c in caps]  # B lists of P prompts
-    second = [captioner.generate(px, [again[b][j] for b in range(len(images))]) for j in range(len(config.caption_prompts))]
+    second = [
+        captioner.generate(px, [again[b][j] for b in range(len(images))]) for j in range(len(config.caption_prompts))
+    ]
     return caps, [list(t) for t in zip(*second)]
 
 # %% ../nbs/16_captioner.ipynb #10ca7475
 @dataclass
 class CaptionResult:
     "Where a captioning run (or a merge) wrote, and how far it got."
+
     captions: Path
     re_captions: Path
     state: Path
-    n_images: int           # images of this run (this shard's share)
-    n_captioned: int        # of them, captioned in both files
-    failed: dict            # image id -> why it could not be read
+    n_images: int  # images of this run (this shard's share)
+    n_captioned: int  # of them, captioned in both files
+    failed: dict  # image id -> why it could not be read
+
     @property
-    def complete(self) -> bool: return self.n_captioned == self.n_images
+    def complete(self) -> bool:
+        return self.n_captioned == self.n_images
 
-def _ordered(d: dict, ids: list[str]) -> dict: return {i + ".": d[i + "."] for i in ids if i + "." in d}
 
-def caption_images(items, config: CaptionerConfig | dict | None = None, out_dir=".", dataset_name: str = "images", shard=None,
-                   progress: bool = True, captioner=None) -> CaptionResult:
+def _ordered(d: dict, ids: list[str]) -> dict:
+    return {i + ".": d[i + "."] for i in ids if i + "." in d}
+
+
+def caption_images(
+    items,
+    config: CaptionerConfig | dict | None = None,
+    out_dir=".",
+    dataset_name: str = "images",
+    shard=None,
+    progress: bool = True,
+    captioner=None,
+) -> CaptionResult:
     "Caption every (image id, path) of `items` (shard i/n of them) into `out_dir`, resuming what an earlier run left."
     cfg, items = CaptionerConfig.from_any(config), _as_items(items)
     i, n = parse_shard(shard)
     ids, mine = [k for k, _ in items], items[i::n]
     paths = caption_paths(out_dir, dataset_name, None if shard is None else (i, n))
     method, vocab = resolve_exclude(cfg.exclude, cfg.vocab, dataset_name)
-    head = dict(version=STATE_VERSION, dataset=dataset_name, shard=[i, n], n_total=len(items), ids_sha1=_ids_sha1(ids),
-                **_identity(cfg, method, vocab), image_ids=[k for k, _ in mine])
+    head = dict(
+        version=STATE_VERSION,
+        dataset=dataset_name,
+        shard=[i, n],
+        n_total=len(items),
+        ids_sha1=_ids_sha1(ids),
+        **_identity(cfg, method, vocab),
+        image_ids=[k for k, _ in mine],
+    )
     caps, recaps, failed = _load_existing(paths, head, len(cfg.caption_prompts))
     todo = [(k, p) for k, p in mine if k + "." not in caps or k + "." not in recaps]
 
@@ -423,10 +617,11 @@ def caption_images(items, config: CaptionerConfig | dict | None = None, out_dir=
         write_json_atomic(paths["state"], {**head, "failed": failed, "complete": done == len(mine)}, indent=1)
         return done
 
-    if todo and captioner is None: captioner = Blip2Captioner.from_config(cfg)  # a missing model fails here, before any write
+    if todo and captioner is None:
+        captioner = Blip2Captioner.from_config(cfg)  # a missing model fails here, before any write
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     detect = object_detector(method, vocab)
-    chunks = [todo[s:s + cfg.chunk_size] for s in range(0, len(todo), cfg.chunk_size)]
+    chunks = [todo[s : s + cfg.chunk_size] for s in range(0, len(todo), cfg.chunk_size)]
     done = save()
     desc = f"BLIP-2 {dataset_name}" + ("" if shard is None else f" shard {i}/{n}")
     with tqdm(total=len(todo), unit="img", desc=desc, disable=not progress) as bar:
@@ -434,9 +629,11 @@ def caption_images(items, config: CaptionerConfig | dict | None = None, out_dir=
             ok = [(k, im) for (k, _), (im, _) in zip(chunk, read) if im is not None]
             failed.update({k: why for (k, _), (_, why) in zip(chunk, read) if why is not None})
             for s in range(0, len(ok), cfg.batch_size):
-                batch = ok[s:s + cfg.batch_size]
+                batch = ok[s : s + cfg.batch_size]
                 c, r = caption_batch(captioner, [im for _, im in batch], cfg, detect)
-                for (k, _), ck, rk in zip(batch, c, r): caps[k + "."], recaps[k + "."] = ck, rk; failed.pop(k, None)
+                for (k, _), ck, rk in zip(batch, c, r):
+                    caps[k + "."], recaps[k + "."] = ck, rk
+                    failed.pop(k, None)
                 bar.update(len(batch))
             bar.update(len(chunk) - len(ok))
             done = save()  # after every chunk: captions, re-captions, then the state
@@ -449,65 +646,105 @@ def _merge_errors(n: int, parts: list, expected_ids, allow_failed: bool) -> tupl
     for s, (paths, st, caps, recaps) in enumerate(parts):
         if set(caps) != set(recaps):
             odd = sorted(set(caps) ^ set(recaps))
-            raise ValueError(f"shard {s}/{n}: {paths['captions'].name} and {paths['re_captions'].name} hold different ids, e.g. {odd[:3]}")
+            raise ValueError(
+                f"shard {s}/{n}: {paths['captions'].name} and {paths['re_captions'].name} hold different ids, e.g. {odd[:3]}"
+            )
         for k in caps:
-            if k in owner: raise ValueError(f"duplicate: image {k[:-1]!r} is in {parts[owner[k]][0]['captions']} and in {paths['captions']}")
+            if k in owner:
+                raise ValueError(
+                    f"duplicate: image {k[:-1]!r} is in {parts[owner[k]][0]['captions']} and in {paths['captions']}"
+                )
             owner[k] = s
     failed, gaps = {}, []
     for s, (paths, st, caps, _) in enumerate(parts):
         share = set(st["image_ids"])
         stray = [k for k in caps if k[:-1] not in share]
-        if stray: raise ValueError(f"{paths['captions']}: ids that are not in shard {s}/{n}'s share, e.g. {stray[:3]}")
+        if stray:
+            raise ValueError(f"{paths['captions']}: ids that are not in shard {s}/{n}'s share, e.g. {stray[:3]}")
         gaps += [(s, k) for k in st["image_ids"] if k + "." not in caps]
         failed.update({k: st["failed"][k] for k in st["image_ids"] if k + "." not in caps and k in st["failed"]})
     unfinished = [(s, k) for s, k in gaps if k not in failed]
     if unfinished or (failed and not allow_failed):
         s, k = (unfinished or gaps)[0]
-        raise ValueError(f"gap: {len(gaps)} images have no captions ({len(unfinished)} unfinished, {len(failed)} unreadable), "
-                         f"e.g. {k!r} of shard {s}/{n}" + (f" ({failed[k]})" if k in failed else " (rerun that shard to finish it)")
-                         + ("" if unfinished else "; pass allow_failed=True to merge without them"))
+        raise ValueError(
+            f"gap: {len(gaps)} images have no captions ({len(unfinished)} unfinished, {len(failed)} unreadable), "
+            f"e.g. {k!r} of shard {s}/{n}"
+            + (f" ({failed[k]})" if k in failed else " (rerun that shard to finish it)")
+            + ("" if unfinished else "; pass allow_failed=True to merge without them")
+        )
     m = max(len(st["image_ids"]) for _, st, _, _ in parts)
-    order = [parts[s][1]["image_ids"][j] for j in range(m) for s in range(n) if j < len(parts[s][1]["image_ids"])]  # undo items[i::n]
+    order = [
+        parts[s][1]["image_ids"][j] for j in range(m) for s in range(n) if j < len(parts[s][1]["image_ids"])
+    ]  # undo items[i::n]
     if expected_ids is not None:
         exp = [str(e) for e in expected_ids]
         missing, extra = sorted(set(exp) - set(order)), sorted(set(order) - set(exp))
-        if missing: raise ValueError(f"gap: {len(missing)} of the expected ids are in no shard's share, e.g. {missing[:3]}")
-        if extra: raise ValueError(f"{len(extra)} ids of the shards are not among the expected ids, e.g. {extra[:3]}")
+        if missing:
+            raise ValueError(f"gap: {len(missing)} of the expected ids are in no shard's share, e.g. {missing[:3]}")
+        if extra:
+            raise ValueError(f"{len(extra)} ids of the shards are not among the expected ids, e.g. {extra[:3]}")
     return order, failed
 
-def merge_shards(out_dir, dataset_name: str, n: int, expected_ids=None, allow_failed: bool = False, overwrite: bool = False) -> CaptionResult:
+
+def merge_shards(
+    out_dir, dataset_name: str, n: int, expected_ids=None, allow_failed: bool = False, overwrite: bool = False
+) -> CaptionResult:
     "Check shards 0..n-1 of `dataset_name` in `out_dir` for gaps and duplicates and write the merged released-format files."
-    if n < 1: raise ValueError(f"n={n}: need at least one shard")
+    if n < 1:
+        raise ValueError(f"n={n}: need at least one shard")
     missing = [p for s in range(n) for p in caption_paths(out_dir, dataset_name, (s, n)).values() if not p.exists()]
     if missing:
         others = sorted({p.name for p in Path(out_dir).glob(f"{dataset_name}_caption_state.shard-*-of-*.json")})
-        raise FileNotFoundError(f"gap: {len(missing)} of the {3 * n} files of {n} shards are missing, e.g. {[str(p) for p in missing[:3]]}"
-                                + (f"; state files found: {others[:4]}" if others else ""))
+        raise FileNotFoundError(
+            f"gap: {len(missing)} of the {3 * n} files of {n} shards are missing, e.g. {[str(p) for p in missing[:3]]}"
+            + (f"; state files found: {others[:4]}" if others else "")
+        )
     parts = []
     for s in range(n):
         paths = caption_paths(out_dir, dataset_name, (s, n))
         st = read_state(paths["state"])
-        if st["shard"] != [s, n]: raise ValueError(f"{paths['state']}: records shard {st['shard']}, expected [{s}, {n}]")
-        if parts: _check_same(parts[0][1], st, paths["state"], (*IDENTITY_KEYS, "n_total", "ids_sha1"))
+        if st["shard"] != [s, n]:
+            raise ValueError(f"{paths['state']}: records shard {st['shard']}, expected [{s}, {n}]")
+        if parts:
+            _check_same(parts[0][1], st, paths["state"], (*IDENTITY_KEYS, "n_total", "ids_sha1"))
         k = len(st["caption_prompts"])
         parts.append((paths, st, read_caption_file(paths["captions"], k), read_caption_file(paths["re_captions"], k)))
     order, failed = _merge_errors(n, parts, expected_ids, allow_failed)
     out = caption_paths(out_dir, dataset_name)
     if not overwrite and any(p.exists() for p in out.values()):
-        raise FileExistsError(f"{out['captions']} (or its re-captions/state) exists already; pass overwrite=True to replace it")
+        raise FileExistsError(
+            f"{out['captions']} (or its re-captions/state) exists already; pass overwrite=True to replace it"
+        )
     caps = {k: v for _, _, c, _ in parts for k, v in c.items()}
     recaps = {k: v for _, _, _, r in parts for k, v in r.items()}
     write_json_atomic(out["captions"], _ordered(caps, order), indent=None)
     write_json_atomic(out["re_captions"], _ordered(recaps, order), indent=None)
-    st = {**parts[0][1], "shard": [0, 1], "image_ids": order, "failed": failed, "complete": not failed, "merged_from": n}
+    st = {
+        **parts[0][1],
+        "shard": [0, 1],
+        "image_ids": order,
+        "failed": failed,
+        "complete": not failed,
+        "merged_from": n,
+    }
     write_json_atomic(out["state"], st, indent=1)
     return CaptionResult(out["captions"], out["re_captions"], out["state"], len(order), len(caps), failed)
 
 # %% ../nbs/16_captioner.ipynb #962fc072
-def caption_dataset(dataset: str, data_root, split: str | None = None, model: str | Path | None = None, out=".", shard=None,
-                    config: CaptionerConfig | dict | None = None, progress: bool = True, captioner=None) -> CaptionResult:
+def caption_dataset(
+    dataset: str,
+    data_root,
+    split: str | None = None,
+    model: str | Path | None = None,
+    out=".",
+    shard=None,
+    config: CaptionerConfig | dict | None = None,
+    progress: bool = True,
+    captioner=None,
+) -> CaptionResult:
     "Caption one split of a dataset (`bacgcn.data.load_dataset` names) into `out`; `model` overrides `config.model`."
     from bacgcn.data import load_dataset
+
     cfg = CaptionerConfig.from_any(config, **({} if model is None else {"model": str(model)}))
     ds = load_dataset(dataset, data_root, split)
     name = dataset.lower() if dataset.lower() in ("voc2007", "voc2012", "coco2014", "nuswide") else ds.name

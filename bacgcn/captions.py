@@ -33,69 +33,97 @@ __all__ = ['DEFAULT_ECHO_PATTERNS', 'DEFAULT_INTERIOR_PATTERNS', 'MEAL_WORDS', '
 # %% ../nbs/03_captions.ipynb #ea9bbbba
 class CaptionSet(dict):
     "`{image id: [caption, ...]}` as read from the caption files, with a `report` of what was found."
+
     report: dict
+
 
 def _load_caption_file(path) -> dict[str, list[str]]:
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"caption file {path} does not exist")
-    try: d = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text ({e})") from None
-    except json.JSONDecodeError as e: raise ValueError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(d, dict): raise ValueError(f"{path}: expected a JSON object {{\"<image id>.\": [captions]}}, got {type(d).__name__}")
+    if not path.exists():
+        raise FileNotFoundError(f"caption file {path} does not exist")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a JSON object {{\"<image id>.\": [captions]}}, got {type(d).__name__}")
     out: dict[str, list[str]] = {}
     for key, caps in d.items():
         if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
             raise ValueError(f"{path}: entry {key!r} must be a list of strings, got {json.dumps(caps)[:80]}")
         iid = key[:-1] if key.endswith(".") else key
-        if not iid.strip(): raise ValueError(f"{path}: entry {key!r} has an empty image id")
-        if iid in out: raise ValueError(f"{path}: entries {iid!r} and {iid + '.'!r} are the same image id")
+        if not iid.strip():
+            raise ValueError(f"{path}: entry {key!r} has an empty image id")
+        if iid in out:
+            raise ValueError(f"{path}: entries {iid!r} and {iid + '.'!r} are the same image id")
         out[iid] = caps
     return out
+
 
 def _examples(ids, n: int = 5) -> str:
     ids = sorted(ids)
     return ", ".join(map(repr, ids[:n])) + (f" and {len(ids) - n} more" if len(ids) > n else "")
 
 # %% ../nbs/03_captions.ipynb #bcb3f26a
-def read_captions(captions_path, recaptions_path=None, *, missing: str = "error", allow_empty: bool = False) -> CaptionSet:
+def read_captions(
+    captions_path, recaptions_path=None, *, missing: str = "error", allow_empty: bool = False
+) -> CaptionSet:
     """Captions per image id (without the trailing dot), re-captions appended when `recaptions_path` is given.
     `missing`: what to do with ids found in only one of the two files: "error", "keep" (the captions it has) or "drop"."""
-    if missing not in ("error", "keep", "drop"): raise ValueError(f"missing must be 'error', 'keep' or 'drop', got {missing!r}")
+    if missing not in ("error", "keep", "drop"):
+        raise ValueError(f"missing must be 'error', 'keep' or 'drop', got {missing!r}")
     caps = _load_caption_file(captions_path)
     rec = _load_caption_file(recaptions_path) if recaptions_path is not None else {}
     only_c = [i for i in caps if recaptions_path is not None and i not in rec]
     only_r = [i for i in rec if i not in caps]
     if (only_c or only_r) and missing == "error":
-        raise ValueError(f"{len(only_c)} ids only in {captions_path} ({_examples(only_c)}) and {len(only_r)} ids only in "
-                         f"{recaptions_path} ({_examples(only_r)}); pass missing='keep' or 'drop' to continue")
+        raise ValueError(
+            f"{len(only_c)} ids only in {captions_path} ({_examples(only_c)}) and {len(only_r)} ids only in "
+            f"{recaptions_path} ({_examples(only_r)}); pass missing='keep' or 'drop' to continue"
+        )
     if only_c or only_r:
-        warnings.warn(f"{len(only_c)} ids only in {captions_path}, {len(only_r)} only in {recaptions_path}: "
-                      f"{'kept with the captions they have' if missing == 'keep' else 'dropped'}")
+        warnings.warn(
+            f"{len(only_c)} ids only in {captions_path}, {len(only_r)} only in {recaptions_path}: "
+            f"{'kept with the captions they have' if missing == 'keep' else 'dropped'}"
+        )
     drop = set(only_c) | set(only_r) if missing == "drop" else set()
     out = CaptionSet()
     for iid in list(caps) + only_r:
-        if iid not in drop: out[iid] = caps.get(iid, []) + rec.get(iid, [])
+        if iid not in drop:
+            out[iid] = caps.get(iid, []) + rec.get(iid, [])
     n_empty = sum(not c.strip() for v in out.values() for c in v)
     all_empty = [i for i, v in out.items() if not any(c.strip() for c in v)]
     if all_empty and not allow_empty:
-        raise ValueError(f"{len(all_empty)} images have only empty captions in {captions_path}"
-                         f"{' / ' + str(recaptions_path) if recaptions_path is not None else ''}: {_examples(all_empty)}; "
-                         "pass allow_empty=True to keep them (they get no labels)")
-    out.report = dict(n_images=len(out), n_captions=sum(map(len, out.values())), n_empty_captions=n_empty,
-                      images_all_empty=sorted(all_empty), only_in_captions=sorted(only_c), only_in_recaptions=sorted(only_r))
+        raise ValueError(
+            f"{len(all_empty)} images have only empty captions in {captions_path}"
+            f"{' / ' + str(recaptions_path) if recaptions_path is not None else ''}: {_examples(all_empty)}; "
+            "pass allow_empty=True to keep them (they get no labels)"
+        )
+    out.report = dict(
+        n_images=len(out),
+        n_captions=sum(map(len, out.values())),
+        n_empty_captions=n_empty,
+        images_all_empty=sorted(all_empty),
+        only_in_captions=sorted(only_c),
+        only_in_recaptions=sorted(only_r),
+    )
     return out
 
 # %% ../nbs/03_captions.ipynb #bfd7e30f
 DEFAULT_ECHO_PATTERNS = [
-    r"question:.*?(?:answer:|$)",                                          # echoed VQA prompt
-    r"\b(?:exclud\w*|with the exception of)\b[^,.;:?!\"()]*",            # "excluding car person"
-    r"\bmean by\s*(?:\"[^\"]*\"?|'[^']*'?|[^,.;:?!]*)",                  # I'm not sure what you mean by "..."
+    r"question:.*?(?:answer:|$)",  # echoed VQA prompt
+    r"\b(?:exclud\w*|with the exception of)\b[^,.;:?!\"()]*",  # "excluding car person"
+    r"\bmean by\s*(?:\"[^\"]*\"?|'[^']*'?|[^,.;:?!]*)",  # I'm not sure what you mean by "..."
 ]
 _DET = r"(?:the|a|an|my|his|her|their|our|this|that|your)"
-_CLOSED_VEHICLE = (r"(?:car|cars|taxi|taxis|cab|bus|buses|coach|train|trains|tram|subway|plane|planes|airplane|airplanes|"
-                   r"aeroplane|aircraft|jet|van|suv|jeep|limo|limousine|truck|vehicle)")
+_CLOSED_VEHICLE = (
+    r"(?:car|cars|taxi|taxis|cab|bus|buses|coach|train|trains|tram|subway|plane|planes|airplane|airplanes|"
+    r"aeroplane|aircraft|jet|van|suv|jeep|limo|limousine|truck|vehicle)"
+)
 DEFAULT_INTERIOR_PATTERNS = [
-    rf"\b(?:in|inside|into|within)\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?{_CLOSED_VEHICLE}\b",                        # in a (red) car
+    rf"\b(?:in|inside|into|within)\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?{_CLOSED_VEHICLE}\b",  # in a (red) car
     rf"\b(?:seats?|windows?|windshield|windscreen|interior|dashboard|cockpit|cabin|steering wheel|"
     rf"(?:rear\s*view\s+|side\s+)?mirror|trunk|boot|roof|hood|door)\s+of\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?{_CLOSED_VEHICLE}\b",  # back seat of a car
 ]
@@ -108,11 +136,14 @@ def singular(word: str) -> str:
     if "NOUN" in lemmas:
         nouns = lemmas["NOUN"]
         return word if word in nouns else nouns[0]
-    if lemmas or not word.endswith("s"): return word
+    if lemmas or not word.endswith("s"):
+        return word
     return getLemma(word, upos="NOUN")[0]
+
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _POSSESSIVE = re.compile(r"['\u2019]s\b")
+
 
 def normalize_text(text: str) -> str:
     "Lower case, accents stripped, possessive 's dropped."
@@ -121,59 +152,233 @@ def normalize_text(text: str) -> str:
         text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
     return _POSSESSIVE.sub("", text)
 
+
 def _words(normalized: str, lemmatize: bool = True) -> list[str]:
     words = _TOKEN.findall(normalized)
     return [singular(w) for w in words] if lemmatize else words
+
 
 def tokenize(text: str, lemmatize: bool = True) -> list[str]:
     "Word tokens of `text` in singular noun form."
     return _words(normalize_text(text), lemmatize)
 
 # %% ../nbs/03_captions.ipynb #de88f778
-MEAL_WORDS = ["dinner", "lunch", "breakfast", "brunch", "supper", "meal", "food", "eat", "eating", "dining", "dine",
-              "restaurant", "plate", "dish", "bowl", "cup", "mug", "glass", "wine", "beer", "drink", "drinking", "fork",
-              "knife", "spoon", "cutlery", "napkin", "tablecloth", "cloth", "candle", "cake", "party", "feast", "banquet",
-              "picnic", "kitchen", "cafe", "pizza", "bread", "bottle", "christmas", "thanksgiving", "birthday",
-              "chandelier", "set", "served", "serving", "cheese", "fruit", "salad", "tea", "dessert", "pasta", "soup",
-              "bar", "pub", "diner", "celebration", "celebrating", "holiday", "buffet"]
-MOTOR_WORDS = ["motorcycle", "motorbike", "motor", "motorcyclist", "motocross", "engine", "harley", "ducati", "yamaha",
-               "kawasaki", "suzuki", "honda", "triumph", "scooter", "moped", "superbike", "sportbike", "chopper", "dirt"]
+MEAL_WORDS = [
+    "dinner",
+    "lunch",
+    "breakfast",
+    "brunch",
+    "supper",
+    "meal",
+    "food",
+    "eat",
+    "eating",
+    "dining",
+    "dine",
+    "restaurant",
+    "plate",
+    "dish",
+    "bowl",
+    "cup",
+    "mug",
+    "glass",
+    "wine",
+    "beer",
+    "drink",
+    "drinking",
+    "fork",
+    "knife",
+    "spoon",
+    "cutlery",
+    "napkin",
+    "tablecloth",
+    "cloth",
+    "candle",
+    "cake",
+    "party",
+    "feast",
+    "banquet",
+    "picnic",
+    "kitchen",
+    "cafe",
+    "pizza",
+    "bread",
+    "bottle",
+    "christmas",
+    "thanksgiving",
+    "birthday",
+    "chandelier",
+    "set",
+    "served",
+    "serving",
+    "cheese",
+    "fruit",
+    "salad",
+    "tea",
+    "dessert",
+    "pasta",
+    "soup",
+    "bar",
+    "pub",
+    "diner",
+    "celebration",
+    "celebrating",
+    "holiday",
+    "buffet",
+]
+MOTOR_WORDS = [
+    "motorcycle",
+    "motorbike",
+    "motor",
+    "motorcyclist",
+    "motocross",
+    "engine",
+    "harley",
+    "ducati",
+    "yamaha",
+    "kawasaki",
+    "suzuki",
+    "honda",
+    "triumph",
+    "scooter",
+    "moped",
+    "superbike",
+    "sportbike",
+    "chopper",
+    "dirt",
+]
 DEFAULT_STOP_PHRASES = [
     "couple of",
     # furniture that is not a dining table; computers that are not a TV/monitor
-    "coffee table", "side table", "end table", "bedside table", "night table", "nightstand", "pool table", "billiard table",
-    "ping pong table", "table tennis", "picnic table", "work table", "table top", "time table", "table lamp", "card table",
-    "laptop computer", "notebook computer", "laptop screen",
+    "coffee table",
+    "side table",
+    "end table",
+    "bedside table",
+    "night table",
+    "nightstand",
+    "pool table",
+    "billiard table",
+    "ping pong table",
+    "table tennis",
+    "picnic table",
+    "work table",
+    "table top",
+    "time table",
+    "table lamp",
+    "card table",
+    "laptop computer",
+    "notebook computer",
+    "laptop screen",
     # broadcasts and screens that are not a TV set
-    "tv show", "tv series", "tv program", "tv station", "tv studio", "tv dinner", "television show", "television series",
-    "television program", "television studio", "on screen", "movie screen", "projection screen", "screen door",
-    "screen saver", "sun screen",
+    "tv show",
+    "tv series",
+    "tv program",
+    "tv station",
+    "tv studio",
+    "tv dinner",
+    "television show",
+    "television series",
+    "television program",
+    "television studio",
+    "on screen",
+    "movie screen",
+    "projection screen",
+    "screen door",
+    "screen saver",
+    "sun screen",
     # other senses of plant / pot
-    "power plant", "nuclear plant", "chemical plant", "plant life", "plant species", "pot hole", "pot belly", "crack pot",
-    "hot pot", "tea pot", "coffee pot", "cooking pot", "pots and pan",
+    "power plant",
+    "nuclear plant",
+    "chemical plant",
+    "plant life",
+    "plant species",
+    "pot hole",
+    "pot belly",
+    "crack pot",
+    "hot pot",
+    "tea pot",
+    "coffee pot",
+    "cooking pot",
+    "pots and pan",
     # compounds named after an animal or a vehicle that do not show one
-    "car seat", "dog food", "cat food", "dog bed", "cat bed", "dog bowl", "cat litter", "dog house", "hot dog", "corn dog",
-    "dog toy", "bus stop", "bus station", "bus shelter", "bus terminal", "train station", "train platform",
-    "railway station", "train track", "railroad track", "car window", "car mirror", "side mirror", "horse trailer",
-    "horse box", "boat house", "boat dock", "boat ramp", "bottle cap", "bottle opener", "bird feeder", "bird house",
-    "bird nest", "cow bell", "horse fly", "cat walk", "cat fish", "bull dozer", "plane tree", "paper plane",
+    "car seat",
+    "dog food",
+    "cat food",
+    "dog bed",
+    "cat bed",
+    "dog bowl",
+    "cat litter",
+    "dog house",
+    "hot dog",
+    "corn dog",
+    "dog toy",
+    "bus stop",
+    "bus station",
+    "bus shelter",
+    "bus terminal",
+    "train station",
+    "train platform",
+    "railway station",
+    "train track",
+    "railroad track",
+    "car window",
+    "car mirror",
+    "side mirror",
+    "horse trailer",
+    "horse box",
+    "boat house",
+    "boat dock",
+    "boat ramp",
+    "bottle cap",
+    "bottle opener",
+    "bird feeder",
+    "bird house",
+    "bird nest",
+    "cow bell",
+    "horse fly",
+    "cat walk",
+    "cat fish",
+    "bull dozer",
+    "plane tree",
+    "paper plane",
     # toys and models
-    "toy plane", "toy car", "toy train", "toy boat", "model airplane", "model plane", "model train", "model railway",
-    "model car", "stuffed animal", "stuffed dog", "stuffed cat", "stuffed toy", "teddy bear",
+    "toy plane",
+    "toy car",
+    "toy train",
+    "toy boat",
+    "model airplane",
+    "model plane",
+    "model train",
+    "model railway",
+    "model car",
+    "stuffed animal",
+    "stuffed dog",
+    "stuffed cat",
+    "stuffed toy",
+    "teddy bear",
     # person words in other senses
-    "man made", "human made", "child seat", "kid seat", "baby seat", "baby grand", "chair lift", "wheel chair ramp"]
+    "man made",
+    "human made",
+    "child seat",
+    "kid seat",
+    "baby seat",
+    "baby grand",
+    "chair lift",
+    "wheel chair ramp",
+]
 
 # %% ../nbs/03_captions.ipynb #2546aefd
 @dataclass
 class CaptionConfig:
     "The caption filter and the pseudo-label rule (defaults: chosen on even VOC2007 trainval ids, see 03_captions)."
-    min_votes: int = 1                 # m_min: hard label needs at least this many captions naming the category ...
-    min_share: float = 0.3             # tau: ... and at least this share of the informative captions
-    share_of: str = "informative"      # denominator d: "informative" captions of the group, or "all" non-empty captions
-    salience_weight: float = 0.1       # epsilon: soft = (1 - eps) * share + eps * mean 1/(1 + rank of first mention)
-    lemmatize: bool = True             # singular noun forms (lemminflect)
+
+    min_votes: int = 1  # m_min: hard label needs at least this many captions naming the category ...
+    min_share: float = 0.3  # tau: ... and at least this share of the informative captions
+    share_of: str = "informative"  # denominator d: "informative" captions of the group, or "all" non-empty captions
+    salience_weight: float = 0.1  # epsilon: soft = (1 - eps) * share + eps * mean 1/(1 + rank of first mention)
+    lemmatize: bool = True  # singular noun forms (lemminflect)
     echo_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ECHO_PATTERNS))
-    echo_name_run: int = 3             # a run of >= this many bare category names is a prompt echo (0: off)
+    echo_name_run: int = 3  # a run of >= this many bare category names is a prompt echo (0: off)
     interior_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_INTERIOR_PATTERNS))
     stop_phrases: list[str] = field(default_factory=lambda: list(DEFAULT_STOP_PHRASES))
     requires_context: dict[str, list[str]] = field(default_factory=lambda: {"table": list(MEAL_WORDS)})
@@ -182,16 +387,20 @@ class CaptionConfig:
     def __post_init__(self):
         if isinstance(self.min_votes, bool) or not isinstance(self.min_votes, (int, np.integer)) or self.min_votes < 1:
             raise ValueError(f"CaptionConfig.min_votes must be an integer >= 1, got {self.min_votes!r}")
-        if not 0 <= self.min_share <= 1: raise ValueError(f"CaptionConfig.min_share must be in [0, 1], got {self.min_share}")
+        if not 0 <= self.min_share <= 1:
+            raise ValueError(f"CaptionConfig.min_share must be in [0, 1], got {self.min_share}")
         if self.share_of not in ("informative", "all"):
             raise ValueError(f"CaptionConfig.share_of must be 'informative' or 'all', got {self.share_of!r}")
         if not 0 <= self.salience_weight < 1:
             raise ValueError(f"CaptionConfig.salience_weight must be in [0, 1), got {self.salience_weight}")
-        if self.echo_name_run < 0: raise ValueError(f"CaptionConfig.echo_name_run must be >= 0, got {self.echo_name_run}")
+        if self.echo_name_run < 0:
+            raise ValueError(f"CaptionConfig.echo_name_run must be >= 0, got {self.echo_name_run}")
         for name in ("echo_patterns", "interior_patterns"):
             for p in getattr(self, name):
-                try: re.compile(p)
-                except re.error as e: raise ValueError(f"CaptionConfig.{name}: {p!r} is not a regular expression ({e})") from None
+                try:
+                    re.compile(p)
+                except re.error as e:
+                    raise ValueError(f"CaptionConfig.{name}: {p!r} is not a regular expression ({e})") from None
         for name in ("requires_context", "blocked_by"):
             d = getattr(self, name)
             if not isinstance(d, dict) or not all(isinstance(v, list) for v in d.values()):
@@ -205,14 +414,26 @@ class CaptionConfig:
     @classmethod
     def naive(cls) -> CaptionConfig:
         "Exact synonym matching: no echo removal or context rules, hard = named by >= 1 caption, soft = share of all captions."
-        return cls(min_votes=1, min_share=0.0, share_of="all", salience_weight=0.0, echo_patterns=[], echo_name_run=0,
-                   interior_patterns=[], stop_phrases=[], requires_context={}, blocked_by={})
+        return cls(
+            min_votes=1,
+            min_share=0.0,
+            share_of="all",
+            salience_weight=0.0,
+            echo_patterns=[],
+            echo_name_run=0,
+            interior_patterns=[],
+            stop_phrases=[],
+            requires_context={},
+            blocked_by={},
+        )
 
 # %% ../nbs/03_captions.ipynb #a7679ee5
 _SEGMENT = re.compile(r"[,.;:!?\"()\[\]{}|/\n]")
 
+
 class CaptionFilter:
     "The 4-step caption filter for one vocabulary: echoes out, singular nouns, longest-match synonyms, de-duplication."
+
     def __init__(self, vocab: Vocab | str, config: CaptionConfig | dict | None = None, cache_size: int = 1 << 17):
         self.vocab, self.config = load_vocab(vocab), CaptionConfig.from_any(config)
         cfg, tok = self.config, self._tokens
@@ -220,14 +441,18 @@ class CaptionFilter:
         for k, cat in enumerate(self.vocab.categories):
             for phrase in self.vocab.synonyms[cat]:
                 key = tok(phrase)
-                if key: self.table[key] = self.table.get(key, frozenset()) | {k}
+                if key:
+                    self.table[key] = self.table.get(key, frozenset()) | {k}
         self.synonym_keys = set(self.table)
-        for phrase in cfg.stop_phrases:                      # a synonym of this vocabulary always wins
+        for phrase in cfg.stop_phrases:  # a synonym of this vocabulary always wins
             key = tok(phrase)
-            if key and key not in self.synonym_keys: self.table[key] = frozenset()
+            if key and key not in self.synonym_keys:
+                self.table[key] = frozenset()
         self.max_len = max(map(len, self.table))
-        self.starts = {key[0] for key in self.table}                       # first words of phrases: the only places to look
-        self.names = {tok(c) for c in self.vocab.categories} | {tok(self.vocab.prompt_name(c)) for c in self.vocab.categories}
+        self.starts = {key[0] for key in self.table}  # first words of phrases: the only places to look
+        self.names = {tok(c) for c in self.vocab.categories} | {
+            tok(self.vocab.prompt_name(c)) for c in self.vocab.categories
+        }
         self.names_max_len = max(map(len, self.names))
         self.name_starts = {key[0] for key in self.names}
         self.removals = [re.compile(p) for p in cfg.echo_patterns + cfg.interior_patterns]
@@ -235,45 +460,74 @@ class CaptionFilter:
         self.blocked = {tok(k): set(tok(" ".join(v))) for k, v in cfg.blocked_by.items()}
         self.ranked = functools.lru_cache(maxsize=cache_size)(self._ranked)
 
-    def _tokens(self, text: str) -> tuple[str, ...]: return tuple(tokenize(text, self.config.lemmatize))
+    def _tokens(self, text: str) -> tuple[str, ...]:
+        return tuple(tokenize(text, self.config.lemmatize))
 
     def _drop_name_runs(self, toks: list[str]) -> list[str]:
         "Tokens of one segment without runs of >= echo_name_run consecutive category names."
         run, out, i = self.config.echo_name_run, [], 0
-        if not run: return toks
+        if not run:
+            return toks
         while i < len(toks):
             j, n_names = i, 0
             while j < len(toks) and toks[j] in self.name_starts:
-                n = next((n for n in range(min(self.names_max_len, len(toks) - j), 0, -1) if tuple(toks[j:j + n]) in self.names), 0)
-                if not n: break
+                n = next(
+                    (
+                        n
+                        for n in range(min(self.names_max_len, len(toks) - j), 0, -1)
+                        if tuple(toks[j : j + n]) in self.names
+                    ),
+                    0,
+                )
+                if not n:
+                    break
                 j, n_names = j + n, n_names + 1
-            if n_names >= run: out.append("|"); i = j
-            elif j > i: out.extend(toks[i:j]); i = j
-            else: out.append(toks[i]); i += 1
+            if n_names >= run:
+                out.append("|")
+                i = j
+            elif j > i:
+                out.extend(toks[i:j])
+                i = j
+            else:
+                out.append(toks[i])
+                i += 1
         return out
 
     def clean_tokens(self, text: str) -> list[str]:
         "Step 1 and 2: tokens of `text` after echo/interior removal, with '|' at punctuation and removed spans."
         text = normalize_text(text)
-        for rx in self.removals: text = rx.sub(" | ", text)
+        for rx in self.removals:
+            text = rx.sub(" | ", text)
         toks: list[str] = []
         for seg in _SEGMENT.split(text):
-            toks.extend(self._drop_name_runs(_words(seg, self.config.lemmatize))); toks.append("|")
+            toks.extend(self._drop_name_runs(_words(seg, self.config.lemmatize)))
+            toks.append("|")
         return toks
 
     def _ranked(self, text: str) -> tuple[int, ...]:
-        toks = self.clean_tokens(text); present = set(toks); out: dict[int, None] = {}
+        toks = self.clean_tokens(text)
+        present = set(toks)
+        out: dict[int, None] = {}
         i = 0
         while i < len(toks):
-            if toks[i] not in self.starts: i += 1; continue
-            for n in range(min(self.max_len, len(toks) - i), 0, -1):                # step 3: longest match first
-                key = tuple(toks[i:i + n]); cats = self.table.get(key)
-                if cats is None: continue
-                if key in self.requires and not (self.requires[key] & present): cats = frozenset()
-                if key in self.blocked and (self.blocked[key] & present): cats = frozenset()
-                for k in sorted(cats): out.setdefault(k, None)                   # step 4: de-duplicate, keep first-mention order
-                i += n; break
-            else: i += 1
+            if toks[i] not in self.starts:
+                i += 1
+                continue
+            for n in range(min(self.max_len, len(toks) - i), 0, -1):  # step 3: longest match first
+                key = tuple(toks[i : i + n])
+                cats = self.table.get(key)
+                if cats is None:
+                    continue
+                if key in self.requires and not (self.requires[key] & present):
+                    cats = frozenset()
+                if key in self.blocked and (self.blocked[key] & present):
+                    cats = frozenset()
+                for k in sorted(cats):
+                    out.setdefault(k, None)  # step 4: de-duplicate, keep first-mention order
+                i += n
+                break
+            else:
+                i += 1
         return tuple(out)
 
     def mentions(self, text: str) -> set[int]:
@@ -288,14 +542,15 @@ class CaptionFilter:
 @dataclass
 class PseudoLabels:
     "Caption pseudo labels over `categories` (classes first, then backgrounds) and their co-occurrence counts."
+
     image_ids: list[str]
     categories: list[str]
-    soft: np.ndarray                    # N, K float32: share of informative captions (+ salience tie-break)
-    hard: np.ndarray                    # N, K uint8: min_votes and min_share reached
-    counts: np.ndarray                  # K int64: N_k, images whose hard labels contain k
-    pair_counts: np.ndarray             # K, K int64: N_kl, images whose hard labels contain k and l
-    n_classes: int | None = None        # C: the first C categories are classes
-    votes: np.ndarray | None = None     # N, K uint16: captions that mention k
+    soft: np.ndarray  # N, K float32: share of informative captions (+ salience tie-break)
+    hard: np.ndarray  # N, K uint8: min_votes and min_share reached
+    counts: np.ndarray  # K int64: N_k, images whose hard labels contain k
+    pair_counts: np.ndarray  # K, K int64: N_kl, images whose hard labels contain k and l
+    n_classes: int | None = None  # C: the first C categories are classes
+    votes: np.ndarray | None = None  # N, K uint16: captions that mention k
     n_informative: np.ndarray | None = None  # N, 2 uint16: informative captions for classes, backgrounds
     config: dict = field(default_factory=dict)
 
@@ -303,14 +558,20 @@ class PseudoLabels:
         N, K = len(self.image_ids), len(self.categories)
         for name, shape in (("soft", (N, K)), ("hard", (N, K)), ("counts", (K,)), ("pair_counts", (K, K))):
             if np.shape(getattr(self, name)) != shape:
-                raise ValueError(f"PseudoLabels.{name} must have shape {shape} for {N} images and {K} categories, got {np.shape(getattr(self, name))}")
-        if len(set(self.image_ids)) != N: raise ValueError("PseudoLabels.image_ids has duplicates")
-        if self.n_classes is None: self.n_classes = K
+                raise ValueError(
+                    f"PseudoLabels.{name} must have shape {shape} for {N} images and {K} categories, got {np.shape(getattr(self, name))}"
+                )
+        if len(set(self.image_ids)) != N:
+            raise ValueError("PseudoLabels.image_ids has duplicates")
+        if self.n_classes is None:
+            self.n_classes = K
 
-    def __len__(self) -> int: return len(self.image_ids)
+    def __len__(self) -> int:
+        return len(self.image_ids)
 
     @property
-    def classes(self) -> list[str]: return self.categories[:self.n_classes]
+    def classes(self) -> list[str]:
+        return self.categories[: self.n_classes]
 
     def subset(self, idx) -> PseudoLabels:
         "The images at positions `idx` (in that order), with counts recomputed over them."
@@ -318,86 +579,155 @@ class PseudoLabels:
         hard = self.hard[idx]
         counts, pairs = cooccurrence(hard)
         take = lambda a: None if a is None else a[idx]
-        return PseudoLabels([self.image_ids[i] for i in idx], list(self.categories), self.soft[idx], hard, counts, pairs,
-                            self.n_classes, take(self.votes), take(self.n_informative), dict(self.config))
+        return PseudoLabels(
+            [self.image_ids[i] for i in idx],
+            list(self.categories),
+            self.soft[idx],
+            hard,
+            counts,
+            pairs,
+            self.n_classes,
+            take(self.votes),
+            take(self.n_informative),
+            dict(self.config),
+        )
+
 
 def cooccurrence(hard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(N_k, N_kl) from hard labels (N, K): images containing k, images containing k and l (diagonal N_kk = N_k)."
-    H = np.asarray(hard, dtype=np.int64)                                  # N, K
-    return H.sum(0), H.T @ H                                              # K ; K, K
+    H = np.asarray(hard, dtype=np.int64)  # N, K
+    return H.sum(0), H.T @ H  # K ; K, K
 
 # %% ../nbs/03_captions.ipynb #f1ff0891
-def pseudo_labels(captions: Mapping[str, Sequence[str]], vocab: Vocab | str, config: CaptionConfig | dict | None = None,
-                  caption_filter: CaptionFilter | None = None) -> PseudoLabels:
+def pseudo_labels(
+    captions: Mapping[str, Sequence[str]],
+    vocab: Vocab | str,
+    config: CaptionConfig | dict | None = None,
+    caption_filter: CaptionFilter | None = None,
+) -> PseudoLabels:
     "Soft and hard pseudo labels over `vocab.categories` for every image of `captions` ({id: [caption, ...]})."
-    vocab = load_vocab(vocab); cfg = CaptionConfig.from_any(config)
+    vocab = load_vocab(vocab)
+    cfg = CaptionConfig.from_any(config)
     filt = caption_filter or CaptionFilter(vocab, cfg)
     ids, N, K, C = list(captions), len(captions), vocab.n_categories, vocab.n_classes
-    votes = np.zeros((N, K), np.int64); sal = np.zeros((N, K)); den = np.zeros((N, 2), np.int64)   # den: classes, backgrounds
+    votes = np.zeros((N, K), np.int64)
+    sal = np.zeros((N, K))
+    den = np.zeros((N, 2), np.int64)  # den: classes, backgrounds
     is_bg = np.arange(K) >= C
     for i, iid in enumerate(ids):
         caps = captions[iid]
-        if isinstance(caps, str): raise ValueError(f"captions of image {iid!r} must be a list of strings, got one string")
+        if isinstance(caps, str):
+            raise ValueError(f"captions of image {iid!r} must be a list of strings, got one string")
         for text in caps:
-            if not text.strip(): continue
+            if not text.strip():
+                continue
             ranked = filt.ranked(text)
-            if cfg.share_of == "all": den[i] += 1
-            if not ranked: continue
+            if cfg.share_of == "all":
+                den[i] += 1
+            if not ranked:
+                continue
             ks = np.fromiter(ranked, np.int64, len(ranked))
             votes[i, ks] += 1
-            sal[i, ks] += 1.0 / (1.0 + np.arange(len(ks)))                     # 1 / (1 + rank of first mention)
-            if cfg.share_of == "informative": den[i] += [(~is_bg[ks]).any(), is_bg[ks].any()]
-    d = np.maximum(den[:, is_bg.astype(int)], 1)                             # N, K: d_{i, g(k)}
-    share = votes / d                                                        # s_ik
+            sal[i, ks] += 1.0 / (1.0 + np.arange(len(ks)))  # 1 / (1 + rank of first mention)
+            if cfg.share_of == "informative":
+                den[i] += [(~is_bg[ks]).any(), is_bg[ks].any()]
+    d = np.maximum(den[:, is_bg.astype(int)], 1)  # N, K: d_{i, g(k)}
+    share = votes / d  # s_ik
     soft = ((1 - cfg.salience_weight) * share + cfg.salience_weight * sal / d).astype(np.float32)
     hard = ((votes >= cfg.min_votes) & (share >= cfg.min_share - 1e-9)).astype(np.uint8)
     counts, pairs = cooccurrence(hard)
-    return PseudoLabels(ids, vocab.categories, soft, hard, counts, pairs, C, votes.astype(np.uint16),
-                        den.astype(np.uint16), asdict(cfg) | {"vocab": vocab.name})
+    return PseudoLabels(
+        ids,
+        vocab.categories,
+        soft,
+        hard,
+        counts,
+        pairs,
+        C,
+        votes.astype(np.uint16),
+        den.astype(np.uint16),
+        asdict(cfg) | {"vocab": vocab.name},
+    )
 
 # %% ../nbs/03_captions.ipynb #c0cab217
 PSEUDO_LABEL_FILES = ("pseudo_labels.npz", "image_ids.txt", "categories.json", "summary.json")
 
+
 def _summary(pl: PseudoLabels) -> dict:
     C = pl.n_classes
-    return dict(format="bacgcn.captions.PseudoLabels/1", n_images=len(pl), n_categories=len(pl.categories), n_classes=C,
-                mean_labels_per_image=float(pl.hard.sum(1).mean()) if len(pl) else 0.0,
-                mean_class_labels_per_image=float(pl.hard[:, :C].sum(1).mean()) if len(pl) else 0.0,
-                images_without_class_labels=int((pl.hard[:, :C].sum(1) == 0).sum()),
-                counts={c: int(n) for c, n in zip(pl.categories, pl.counts)}, config=pl.config)
+    return dict(
+        format="bacgcn.captions.PseudoLabels/1",
+        n_images=len(pl),
+        n_categories=len(pl.categories),
+        n_classes=C,
+        mean_labels_per_image=float(pl.hard.sum(1).mean()) if len(pl) else 0.0,
+        mean_class_labels_per_image=float(pl.hard[:, :C].sum(1).mean()) if len(pl) else 0.0,
+        images_without_class_labels=int((pl.hard[:, :C].sum(1) == 0).sum()),
+        counts={c: int(n) for c, n in zip(pl.categories, pl.counts)},
+        config=pl.config,
+    )
+
 
 def _save(self: PseudoLabels, out_dir) -> Path:
     "Write the pseudo-label folder (see `PSEUDO_LABEL_FILES`); returns it."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    arrays = dict(soft=self.soft.astype(np.float32), hard=self.hard.astype(np.uint8), counts=self.counts.astype(np.int64),
-                  pair_counts=self.pair_counts.astype(np.int64))
-    if self.votes is not None: arrays["votes"] = self.votes.astype(np.uint16)
-    if self.n_informative is not None: arrays["n_informative"] = self.n_informative.astype(np.uint16)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = dict(
+        soft=self.soft.astype(np.float32),
+        hard=self.hard.astype(np.uint8),
+        counts=self.counts.astype(np.int64),
+        pair_counts=self.pair_counts.astype(np.int64),
+    )
+    if self.votes is not None:
+        arrays["votes"] = self.votes.astype(np.uint16)
+    if self.n_informative is not None:
+        arrays["n_informative"] = self.n_informative.astype(np.uint16)
     np.savez_compressed(out / "pseudo_labels.npz", **arrays)
     (out / "image_ids.txt").write_text("".join(f"{i}\n" for i in self.image_ids), encoding="utf-8")
-    (out / "categories.json").write_text(json.dumps(dict(categories=self.categories, n_classes=self.n_classes,
-                                                         vocab=self.config.get("vocab")), indent=1), encoding="utf-8")
+    (out / "categories.json").write_text(
+        json.dumps(
+            dict(categories=self.categories, n_classes=self.n_classes, vocab=self.config.get("vocab")), indent=1
+        ),
+        encoding="utf-8",
+    )
     (out / "summary.json").write_text(json.dumps(_summary(self), indent=1), encoding="utf-8")
     return out
+
 
 def _load(cls, folder) -> PseudoLabels:
     "Read a folder written by `PseudoLabels.save`."
     folder = Path(folder)
     for name in PSEUDO_LABEL_FILES[:3]:
-        if not (folder / name).exists(): raise FileNotFoundError(f"{folder / name} is missing: not a pseudo-label folder")
+        if not (folder / name).exists():
+            raise FileNotFoundError(f"{folder / name} is missing: not a pseudo-label folder")
     try:
-        with np.load(folder / "pseudo_labels.npz", allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
-    except Exception as e: raise ValueError(f"{folder / 'pseudo_labels.npz'}: unreadable ({e})") from None
+        with np.load(folder / "pseudo_labels.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise ValueError(f"{folder / 'pseudo_labels.npz'}: unreadable ({e})") from None
     missing = {"soft", "hard", "counts", "pair_counts"} - set(arrays)
-    if missing: raise ValueError(f"{folder / 'pseudo_labels.npz'}: arrays {sorted(missing)} are missing")
+    if missing:
+        raise ValueError(f"{folder / 'pseudo_labels.npz'}: arrays {sorted(missing)} are missing")
     ids = (folder / "image_ids.txt").read_text(encoding="utf-8").splitlines()
     meta = json.loads((folder / "categories.json").read_text(encoding="utf-8"))
     summary = folder / "summary.json"
     config = json.loads(summary.read_text(encoding="utf-8")).get("config", {}) if summary.exists() else {}
     try:
-        return cls(ids, meta["categories"], arrays["soft"], arrays["hard"], arrays["counts"], arrays["pair_counts"],
-                   meta.get("n_classes"), arrays.get("votes"), arrays.get("n_informative"), config)
-    except ValueError as e: raise ValueError(f"{folder}: {e} (image_ids.txt has {len(ids)} ids)") from None
+        return cls(
+            ids,
+            meta["categories"],
+            arrays["soft"],
+            arrays["hard"],
+            arrays["counts"],
+            arrays["pair_counts"],
+            meta.get("n_classes"),
+            arrays.get("votes"),
+            arrays.get("n_informative"),
+            config,
+        )
+    except ValueError as e:
+        raise ValueError(f"{folder}: {e} (image_ids.txt has {len(ids)} ids)") from None
+
 
 PseudoLabels.save = _save
 PseudoLabels.load = classmethod(_load)
@@ -410,41 +740,62 @@ def align(pl: PseudoLabels, image_ids: Sequence[str], strict: bool = False) -> t
     no_captions = [i for i in image_ids if i not in pos]
     wanted = set(image_ids)
     not_in_dataset = [i for i in pl.image_ids if i not in wanted]
-    report = dict(n_matched=len(image_ids) - len(no_captions), n_without_captions=len(no_captions),
-                  without_captions=sorted(no_captions)[:20], n_not_in_dataset=len(not_in_dataset),
-                  not_in_dataset=sorted(not_in_dataset)[:20])
-    msg = (f"{len(no_captions)} dataset images have no captions ({_examples(no_captions)}); "
-           f"{len(not_in_dataset)} captioned images are not in the dataset ({_examples(not_in_dataset)})")
-    if strict and (no_captions or not_in_dataset): raise ValueError(f"captions and dataset disagree (strict): {msg}")
-    if report["n_matched"] == 0: raise ValueError(f"no image has both captions and a dataset entry: {msg}")
+    report = dict(
+        n_matched=len(image_ids) - len(no_captions),
+        n_without_captions=len(no_captions),
+        without_captions=sorted(no_captions)[:20],
+        n_not_in_dataset=len(not_in_dataset),
+        not_in_dataset=sorted(not_in_dataset)[:20],
+    )
+    msg = (
+        f"{len(no_captions)} dataset images have no captions ({_examples(no_captions)}); "
+        f"{len(not_in_dataset)} captioned images are not in the dataset ({_examples(not_in_dataset)})"
+    )
+    if strict and (no_captions or not_in_dataset):
+        raise ValueError(f"captions and dataset disagree (strict): {msg}")
+    if report["n_matched"] == 0:
+        raise ValueError(f"no image has both captions and a dataset entry: {msg}")
     return pl.subset([pos[i] for i in image_ids if i in pos]), report
 
 # %% ../nbs/03_captions.ipynb #4f394003
 def read_label_sets(path, n_classes: int) -> dict[str, set[int]]:
     "Ground truth from a label list (`<image id> <class index> ...` per line, 0-based) as {id: set of class indices}."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"label list {path} does not exist")
+    if not path.exists():
+        raise FileNotFoundError(f"label list {path} does not exist")
     out: dict[str, set[int]] = {}
-    try: lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
     for n, line in enumerate(lines, 1):
         parts = line.split()
-        if not parts: continue
+        if not parts:
+            continue
         iid, rest = parts[0], parts[1:]
-        try: idx = {int(x) for x in rest}
-        except ValueError: raise ValueError(f"{path}, line {n} ({iid}): class indices must be integers, got {' '.join(rest)!r}") from None
+        try:
+            idx = {int(x) for x in rest}
+        except ValueError:
+            raise ValueError(
+                f"{path}, line {n} ({iid}): class indices must be integers, got {' '.join(rest)!r}"
+            ) from None
         bad = sorted(i for i in idx if not 0 <= i < n_classes)
-        if bad: raise ValueError(f"{path}, line {n} ({iid}): class indices {bad} out of range 0..{n_classes - 1}")
-        if iid in out: raise ValueError(f"{path}, line {n}: image {iid!r} is listed twice")
+        if bad:
+            raise ValueError(f"{path}, line {n} ({iid}): class indices {bad} out of range 0..{n_classes - 1}")
+        if iid in out:
+            raise ValueError(f"{path}, line {n}: image {iid!r} is listed twice")
         out[iid] = idx
-    if not out: raise ValueError(f"{path}: no labelled images")
+    if not out:
+        raise ValueError(f"{path}: no labelled images")
     return out
+
 
 def _label_matrix(pl: PseudoLabels, labels) -> tuple[PseudoLabels, np.ndarray, dict]:
     "(pl aligned to the labelled images, targets (N, C) in {-1, 0, 1}, alignment report)."
     C = pl.n_classes
-    if hasattr(labels, "image_ids") and hasattr(labels, "labels"):                       # a MultiLabelDataset
-        if labels.labels is None: raise ValueError("the dataset has no labels to score against")
+    if hasattr(labels, "image_ids") and hasattr(labels, "labels"):  # a MultiLabelDataset
+        if labels.labels is None:
+            raise ValueError("the dataset has no labels to score against")
         sub, rep = align(pl, list(labels.image_ids))
         row = {iid: i for i, iid in enumerate(labels.image_ids)}
         return sub, np.asarray(labels.labels)[[row[i] for i in sub.image_ids]][:, :C], rep
@@ -455,7 +806,8 @@ def _label_matrix(pl: PseudoLabels, labels) -> tuple[PseudoLabels, np.ndarray, d
         Y = np.zeros((len(sub), C), np.int8)
         for r, iid in enumerate(sub.image_ids):
             for c in labels[iid]:
-                if not 0 <= c < C: raise ValueError(f"label of image {iid!r}: class index {c} out of range 0..{C - 1}")
+                if not 0 <= c < C:
+                    raise ValueError(f"label of image {iid!r}: class index {c} out of range 0..{C - 1}")
                 Y[r, c] = 1
         return sub, Y, rep
     Y = np.asarray(labels)
@@ -474,8 +826,9 @@ def per_class_scores(pl: PseudoLabels, labels) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         prec = np.where(n_pred > 0, tp / np.maximum(n_pred, 1), 0.0)
         rec = np.where(n_pos > 0, tp / np.maximum(n_pos, 1), np.nan)
-    ap = average_precision(pl.soft[:, :C], Y)                              # C, nan without positives
+    ap = average_precision(pl.soft[:, :C], Y)  # C, nan without positives
     return dict(n_pos=n_pos, n_pred=n_pred, tp=tp, precision=prec, recall=rec, ap=ap)
+
 
 def score_pseudo_labels(pl: PseudoLabels, labels) -> dict:
     """Micro/macro P, R, F1 of the hard labels and vote-mAP of the soft labels, over the classes only.
@@ -487,80 +840,128 @@ def score_pseudo_labels(pl: PseudoLabels, labels) -> dict:
     has = s["n_pos"] > 0
     macro_p, macro_r = float(s["precision"][has].mean()), float(s["recall"][has].mean())
     f1 = lambda p, r: 2 * p * r / (p + r) if p + r > 0 else 0.0
-    return dict(micro_p=float(micro_p), micro_r=float(micro_r), micro_f1=float(f1(micro_p, micro_r)),
-                macro_p=macro_p, macro_r=macro_r, macro_f1=float(f1(macro_p, macro_r)),
-                vote_map=float(np.nanmean(s["ap"])), n_images=len(pl_a),
-                n_captioned_without_labels=int(rep.get("n_not_in_dataset", 0)),
-                n_labelled_without_captions=int(rep.get("n_without_captions", 0)))
+    return dict(
+        micro_p=float(micro_p),
+        micro_r=float(micro_r),
+        micro_f1=float(f1(micro_p, micro_r)),
+        macro_p=macro_p,
+        macro_r=macro_r,
+        macro_f1=float(f1(macro_p, macro_r)),
+        vote_map=float(np.nanmean(s["ap"])),
+        n_images=len(pl_a),
+        n_captioned_without_labels=int(rep.get("n_not_in_dataset", 0)),
+        n_labelled_without_captions=int(rep.get("n_without_captions", 0)),
+    )
+
 
 def per_class_table(pl: PseudoLabels, labels):
     "Per-class scores as a pandas DataFrame (index: class name)."
     import pandas as pd
+
     s = per_class_scores(pl, labels)
     return pd.DataFrame(s, index=pd.Index(pl.classes, name="class"))
 
 # %% ../nbs/03_captions.ipynb #690ae399
-def score_captions_files(captions, recaptions, vocab, labels_path, config: CaptionConfig | dict | None = None,
-                         missing: str = "error") -> dict:
+def score_captions_files(
+    captions, recaptions, vocab, labels_path, config: CaptionConfig | dict | None = None, missing: str = "error"
+) -> dict:
     "Pseudo labels from caption files scored against a label list: the metrics, per-class scores, config and inputs."
-    vocab = load_vocab(vocab); cfg = CaptionConfig.from_any(config)
+    vocab = load_vocab(vocab)
+    cfg = CaptionConfig.from_any(config)
     caps = read_captions(captions, recaptions, missing=missing)
     pl = pseudo_labels(caps, vocab, cfg)
     gt = read_label_sets(labels_path, vocab.n_classes)
     res = score_pseudo_labels(pl, gt)
     s = per_class_scores(pl, gt)
     nan = lambda x: None if np.isnan(x) else float(x)
-    res["per_class"] = {c: dict(n_pos=int(s["n_pos"][k]), n_pred=int(s["n_pred"][k]), precision=float(s["precision"][k]),
-                                recall=nan(s["recall"][k]), ap=nan(s["ap"][k])) for k, c in enumerate(vocab.classes)}
-    res["inputs"] = dict(captions=str(captions), recaptions=None if recaptions is None else str(recaptions),
-                         vocab=vocab.name, labels=str(labels_path), n_caption_images=len(caps),
-                         n_captions=caps.report["n_captions"], n_empty_captions=caps.report["n_empty_captions"])
+    res["per_class"] = {
+        c: dict(
+            n_pos=int(s["n_pos"][k]),
+            n_pred=int(s["n_pred"][k]),
+            precision=float(s["precision"][k]),
+            recall=nan(s["recall"][k]),
+            ap=nan(s["ap"][k]),
+        )
+        for k, c in enumerate(vocab.classes)
+    }
+    res["inputs"] = dict(
+        captions=str(captions),
+        recaptions=None if recaptions is None else str(recaptions),
+        vocab=vocab.name,
+        labels=str(labels_path),
+        n_caption_images=len(caps),
+        n_captions=caps.report["n_captions"],
+        n_empty_captions=caps.report["n_empty_captions"],
+    )
     res["config"] = asdict(cfg)
     return res
 
+
 def format_score(res: dict) -> str:
     "A `score_captions_files` result as a few readable lines and a per-class table."
-    lines = [f"images scored: {res['n_images']} (captioned but unlabelled: {res.get('n_captioned_without_labels', 0)}, "
-             f"labelled but without captions: {res.get('n_labelled_without_captions', 0)})",
-             f"micro  P {res['micro_p']:.3f}  R {res['micro_r']:.3f}  F1 {res['micro_f1']:.3f}",
-             f"macro  P {res['macro_p']:.3f}  R {res['macro_r']:.3f}  F1 {res['macro_f1']:.3f}",
-             f"vote mAP {res['vote_map']:.3f}"]
+    lines = [
+        f"images scored: {res['n_images']} (captioned but unlabelled: {res.get('n_captioned_without_labels', 0)}, "
+        f"labelled but without captions: {res.get('n_labelled_without_captions', 0)})",
+        f"micro  P {res['micro_p']:.3f}  R {res['micro_r']:.3f}  F1 {res['micro_f1']:.3f}",
+        f"macro  P {res['macro_p']:.3f}  R {res['macro_r']:.3f}  F1 {res['macro_f1']:.3f}",
+        f"vote mAP {res['vote_map']:.3f}",
+    ]
     if res.get("per_class"):
         f = lambda x: "   -" if x is None else f"{x:.3f}"
         lines += ["", f"{'class':16s} {'n_pos':>6s} {'n_pred':>6s} {'P':>6s} {'R':>6s} {'AP':>6s}"]
-        lines += [f"{c:16s} {v['n_pos']:6d} {v['n_pred']:6d} {f(v['precision']):>6s} {f(v['recall']):>6s} {f(v['ap']):>6s}"
-                  for c, v in res["per_class"].items()]
+        lines += [
+            f"{c:16s} {v['n_pos']:6d} {v['n_pred']:6d} {f(v['precision']):>6s} {f(v['recall']):>6s} {f(v['ap']):>6s}"
+            for c, v in res["per_class"].items()
+        ]
     return "\n".join(lines)
 
-def filter_captions_to_dir(captions, recaptions, vocab, out_dir, config: CaptionConfig | dict | None = None,
-                           graph_config: dict | None = None, missing: str = "error") -> Path:
+
+def filter_captions_to_dir(
+    captions,
+    recaptions,
+    vocab,
+    out_dir,
+    config: CaptionConfig | dict | None = None,
+    graph_config: dict | None = None,
+    missing: str = "error",
+) -> Path:
     "Write the pseudo-label folder for caption files, plus `adjacency.npy` (CLIP-GCN adjacency, bacgcn.graph)."
     pl = pseudo_labels(read_captions(captions, recaptions, missing=missing), vocab, config)
     out = pl.save(out_dir)
-    from bacgcn.graph import clip_gcn_adjacency                            # downstream module, imported on use only
+    from bacgcn.graph import clip_gcn_adjacency  # downstream module, imported on use only
+
     np.save(out / "adjacency.npy", clip_gcn_adjacency(pl.counts, pl.pair_counts, config=graph_config).numpy())
     return out
 
 # %% ../nbs/03_captions.ipynb #6098a64a
 def vocab_with_synonyms(vocab: Vocab | str, synonyms_path) -> Vocab:
     "`vocab` with the synonym lists of a `{category: [synonyms]}` JSON file (e.g. the authors'), matched by position."
-    vocab = load_vocab(vocab); path = Path(synonyms_path)
-    try: d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f"{path}: not a valid UTF-8 JSON synonym file ({e})") from None
+    vocab = load_vocab(vocab)
+    path = Path(synonyms_path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a valid UTF-8 JSON synonym file ({e})") from None
     if not isinstance(d, dict) or len(d) != vocab.n_categories:
-        raise ValueError(f"{path}: expected an object with {vocab.n_categories} categories in the order of {vocab.name!r}, got {len(d) if isinstance(d, dict) else type(d).__name__}")
+        raise ValueError(
+            f"{path}: expected an object with {vocab.n_categories} categories in the order of {vocab.name!r}, got {len(d) if isinstance(d, dict) else type(d).__name__}"
+        )
     syn = {c: [str(s) for s in v] for c, v in zip(vocab.categories, d.values())}
     return Vocab(vocab.name, vocab.classes, vocab.backgrounds, syn, vocab.templates, vocab.description)
+
 
 def plot_share_histogram(pl: PseudoLabels, labels, ax=None, bins: int = 20):
     "Distribution of the soft class labels of (image, class) pairs with and without the class in the ground truth."
     import matplotlib.pyplot as plt
+
     pl_a, Y, _ = _label_matrix(pl, labels)
-    S, C = pl_a.soft[:, :pl_a.n_classes], Y
-    if ax is None: _, ax = plt.subplots(figsize=(5, 3))
+    S, C = pl_a.soft[:, : pl_a.n_classes], Y
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
     edges = np.linspace(0, 1, bins + 1)
     for sel, name in (((C > 0) & (S > 0), "in ground truth"), ((C == 0) & (S > 0), "not in ground truth")):
         ax.hist(S[sel], bins=edges, alpha=0.6, label=f"{name} ({sel.sum()})")
     ax.axvline(pl_a.config.get("min_share", 0.3), color="k", ls="--", lw=1, label="min_share")
     ax.set(xlabel="soft pseudo label (share of informative captions)", ylabel="(image, class) pairs", yscale="log")
-    ax.legend(fontsize=8); return ax
+    ax.legend(fontsize=8)
+    return ax

@@ -18,17 +18,23 @@ __all__ = ['IMAGE_SUFFIXES', 'set_dotted', 'experiment_from_args', 'expand_image
 # %% ../nbs/20_cli.ipynb #5eb9664f
 def _vocab_list(args):
     from bacgcn.vocab import list_vocabs, load_vocab
+
     for name in list_vocabs():
         v = load_vocab(name)
         print(f"{name:10s} {v.n_classes:3d} classes {v.n_backgrounds:3d} backgrounds  {v.description}")
 
+
 def _vocab_show(args):
     from bacgcn.vocab import load_vocab
+
     v = load_vocab(args.vocab)
-    if args.json: print(json.dumps(v.to_dict(), indent=1, ensure_ascii=False)); return
+    if args.json:
+        print(json.dumps(v.to_dict(), indent=1, ensure_ascii=False))
+        return
     for i, c in enumerate(v.categories):
         kind = "class" if i < v.n_classes else "background"
         print(f"{i:3d} {kind:10s} {c:16s} {', '.join(v.synonyms[c])}")
+
 
 def _add_vocab(sub):
     p = sub.add_parser("vocab", help="list or show category vocabularies")
@@ -42,38 +48,58 @@ def _add_vocab(sub):
 # %% ../nbs/20_cli.ipynb #ceeb41d4
 def _captions_score(args):
     from bacgcn.captions import score_captions_files, format_score
-    res = score_captions_files(args.captions, args.recaptions, args.vocab, args.labels,
-                               config=_load_config_arg(args.config))
+
+    res = score_captions_files(
+        args.captions, args.recaptions, args.vocab, args.labels, config=_load_config_arg(args.config)
+    )
     print(json.dumps(res) if args.json else format_score(res))
+
 
 def _captions_filter(args):
     from bacgcn.captions import filter_captions_to_dir
-    out = filter_captions_to_dir(args.captions, args.recaptions, args.vocab, args.out,
-                                 config=_load_config_arg(args.config), graph_config=_load_config_arg(args.graph_config))
+
+    out = filter_captions_to_dir(
+        args.captions,
+        args.recaptions,
+        args.vocab,
+        args.out,
+        config=_load_config_arg(args.config),
+        graph_config=_load_config_arg(args.graph_config),
+    )
     print(f"pseudo labels, counts and adjacency written to {out}")
+
 
 def _load_config_arg(value):
     "A config given on the command line: a JSON file path or an inline JSON object."
-    if value is None: return None
+    if value is None:
+        return None
     p = Path(value)
     text = p.read_text(encoding="utf-8") if p.exists() else value
-    try: d = json.loads(text)
-    except json.JSONDecodeError as e: raise ValueError(f"config {value!r} is neither a JSON file nor inline JSON ({e})") from None
-    if not isinstance(d, dict): raise ValueError(f"config {value!r} must be a JSON object")
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config {value!r} is neither a JSON file nor inline JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"config {value!r} must be a JSON object")
     return d
+
 
 def _add_captions(sub):
     p = sub.add_parser("captions", help="caption files -> pseudo labels, co-occurrence graph, quality score")
     s = p.add_subparsers(dest="action", required=True)
-    for name, func, hlp in [("score", _captions_score, "precision/recall/F1 and vote mAP of caption pseudo labels against ground truth"),
-                            ("filter", _captions_filter, "write pseudo labels, co-occurrence counts and the adjacency to a folder")]:
+    for name, func, hlp in [
+        ("score", _captions_score, "precision/recall/F1 and vote mAP of caption pseudo labels against ground truth"),
+        ("filter", _captions_filter, "write pseudo labels, co-occurrence counts and the adjacency to a folder"),
+    ]:
         q = s.add_parser(name, help=hlp, description=hlp)
         q.add_argument("--captions", required=True, help="captions JSON, {\"<image id>.\": [6 strings]}")
         q.add_argument("--recaptions", help="re-captions JSON in the same format (optional)")
         q.add_argument("--vocab", required=True, help="built-in vocabulary name or vocabulary JSON")
         q.add_argument("--config", help="caption filter config: JSON file or inline JSON object")
         if name == "score":
-            q.add_argument("--labels", required=True, help="ground truth label list: '<image id> <class index> ...' per line")
+            q.add_argument(
+                "--labels", required=True, help="ground truth label list: '<image id> <class index> ...' per line"
+            )
             q.add_argument("--json", action="store_true", help="print one JSON object")
         else:
             q.add_argument("--out", required=True, help="output folder")
@@ -83,33 +109,59 @@ def _add_captions(sub):
 # %% ../nbs/20_cli.ipynb #d0f346a6
 def _caption(args):
     from bacgcn.captioner import caption_dataset
-    cfg = {k: v for k, v in dict(batch_size=args.batch_size, chunk_size=args.chunk_size, dtype=args.dtype, device=args.device,
-                                 max_new_tokens=args.max_new_tokens).items() if v is not None}
-    r = caption_dataset(args.dataset, args.data_root, args.split, args.model, args.out, shard=args.shard,
-                        config=cfg, progress=not args.quiet)
+
+    cfg = {
+        k: v
+        for k, v in dict(
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            dtype=args.dtype,
+            device=args.device,
+            max_new_tokens=args.max_new_tokens,
+        ).items()
+        if v is not None
+    }
+    r = caption_dataset(
+        args.dataset,
+        args.data_root,
+        args.split,
+        args.model,
+        args.out,
+        shard=args.shard,
+        config=cfg,
+        progress=not args.quiet,
+    )
     print(f"{r.n_captioned}/{r.n_images} images captioned -> {r.captions}, {r.re_captions}")
     if not r.complete:
         print(f"{len(r.failed)} images could not be read: {dict(list(r.failed.items())[:5])}", file=sys.stderr)
         raise SystemExit(1)
 
+
 def _caption_merge(args):
     from bacgcn.captioner import merge_shards
+
     r = merge_shards(args.out, args.dataset, args.shards, allow_failed=args.allow_failed, overwrite=args.overwrite)
     print(f"merged {args.shards} shards: {r.n_captioned} images -> {r.captions}, {r.re_captions}")
+
 
 def _add_caption(sub):
     p = sub.add_parser("caption", help="write BLIP-2 captions and re-captions of a dataset split (released format)")
     p.add_argument("--dataset", required=True, help="voc2007 | voc2012 | coco2014 | nuswide | folder")
-    p.add_argument("--data-root", required=True); p.add_argument("--split")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split")
     p.add_argument("--model", help="BLIP-2 folder (save_pretrained) or Hugging Face id in the local cache")
     p.add_argument("--out", default=".", help="output folder")
     p.add_argument("--shard", help="i/n: caption every n-th image starting at i (merge with caption-merge)")
-    p.add_argument("--batch-size", type=int); p.add_argument("--chunk-size", type=int)
-    p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"]); p.add_argument("--device")
-    p.add_argument("--max-new-tokens", type=int); p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--chunk-size", type=int)
+    p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
+    p.add_argument("--device")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_caption)
     p = sub.add_parser("caption-merge", help="merge caption shards, checking for gaps and duplicates")
-    p.add_argument("--out", required=True, help="folder holding the shard files"); p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True, help="folder holding the shard files")
+    p.add_argument("--dataset", required=True)
     p.add_argument("--shards", type=int, required=True, help="number of shards n")
     p.add_argument("--allow-failed", action="store_true", help="merge even if some images could not be read")
     p.add_argument("--overwrite", action="store_true", help="replace existing merged files")
@@ -121,35 +173,58 @@ def set_dotted(d: dict, key: str, value) -> dict:
     *path, last = key.split(".")
     for k in path:
         nxt = d.setdefault(k, {})
-        if not isinstance(nxt, dict): raise ValueError(f"-s {key}: {k!r} is not a nested config")
+        if not isinstance(nxt, dict):
+            raise ValueError(f"-s {key}: {k!r} is not a nested config")
         d = nxt
     d[last] = value
     return d
+
 
 def experiment_from_args(args) -> dict:
     "The experiment config of `extract`/`train`: --config file, then the flags, then the -s overrides."
     from bacgcn.experiments import parse_value
     from bacgcn.train import read_config_file
+
     d = read_config_file(args.config) if args.config else {}
-    for flag, key in [("dataset", "dataset"), ("data_root", "data_root"), ("train_split", "train_split"), ("test_split", "test_split"),
-                      ("image_root", "image_root"), ("captions", "captions"), ("recaptions", "recaptions"), ("vocab", "vocab"),
-                      ("cache_dir", "cache_dir"), ("out", "out_dir"), ("clip_model", "clip.model_name"), ("pretrained", "clip.pretrained"),
-                      ("model_config", "clip.model_config"), ("image_size", "clip.image_size"), ("dense", "clip.dense"),
-                      ("device", "clip.device"), ("epochs", "train.epochs"), ("seed", "train.seed")]:
+    for flag, key in [
+        ("dataset", "dataset"),
+        ("data_root", "data_root"),
+        ("train_split", "train_split"),
+        ("test_split", "test_split"),
+        ("image_root", "image_root"),
+        ("captions", "captions"),
+        ("recaptions", "recaptions"),
+        ("vocab", "vocab"),
+        ("cache_dir", "cache_dir"),
+        ("out", "out_dir"),
+        ("clip_model", "clip.model_name"),
+        ("pretrained", "clip.pretrained"),
+        ("model_config", "clip.model_config"),
+        ("image_size", "clip.image_size"),
+        ("dense", "clip.dense"),
+        ("device", "clip.device"),
+        ("epochs", "train.epochs"),
+        ("seed", "train.seed"),
+    ]:
         v = getattr(args, flag, None)
-        if v is not None: set_dotted(d, key, v)
-    if getattr(args, "device", None): set_dotted(d, "train.device", args.device)
+        if v is not None:
+            set_dotted(d, key, v)
+    if getattr(args, "device", None):
+        set_dotted(d, "train.device", args.device)
     for item in args.set or []:
-        if "=" not in item: raise ValueError(f"-s {item!r}: expected key=value")
+        if "=" not in item:
+            raise ValueError(f"-s {item!r}: expected key=value")
         k, v = item.split("=", 1)
-        set_dotted(d, k.strip(), parse_value(v))   # JSON, true/false, YAML lists/mappings, else the string
+        set_dotted(d, k.strip(), parse_value(v))  # JSON, true/false, YAML lists/mappings, else the string
     return d
+
 
 def _experiment_flags(p, training: bool):
     p.add_argument("--config", help="experiment config (JSON or YAML); flags and -s override it")
     p.add_argument("--dataset", help="voc2007 | voc2012 | coco2014 | nuswide | labels")
     p.add_argument("--data-root", help="dataset root folder")
-    p.add_argument("--train-split"); p.add_argument("--test-split")
+    p.add_argument("--train-split")
+    p.add_argument("--test-split")
     p.add_argument("--image-root", help="images folder (dataset 'labels' only)")
     p.add_argument("--vocab", help="vocabulary name or JSON (default: the dataset's)")
     p.add_argument("--clip-model", help="open_clip model name, e.g. ViT-B-16")
@@ -160,97 +235,152 @@ def _experiment_flags(p, training: bool):
     p.add_argument("--device", help="cpu | cuda | auto")
     p.add_argument("--cache-dir", help="feature cache folder (default: cache)")
     if training:
-        p.add_argument("--captions", help="captions JSON"); p.add_argument("--recaptions", help="re-captions JSON")
+        p.add_argument("--captions", help="captions JSON")
+        p.add_argument("--recaptions", help="re-captions JSON")
         p.add_argument("--out", help="output folder of the run")
-        p.add_argument("--epochs", type=int); p.add_argument("--seed", type=int)
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--seed", type=int)
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("-s", "--set", action="append", metavar="KEY=VALUE", help="set any config field, dotted for nested ones")
+    p.add_argument(
+        "-s", "--set", action="append", metavar="KEY=VALUE", help="set any config field, dotted for nested ones"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
 
 def _extract(args):
     "Extract an experiment's caches; under `torchrun --nproc-per-node N -m bacgcn extract ...` each process takes a shard."
     from bacgcn.shard import dist_env, extract_experiment_sharded
+
     fast = None
     if args.fast or args.decode or args.cpu_bf16 or args.compile:
-        fast = {"decode": args.decode or "auto", "cpu_precision": "bf16" if args.cpu_bf16 else "fp32", "compile": args.compile}
+        fast = {
+            "decode": args.decode or "auto",
+            "cpu_precision": "bf16" if args.cpu_bf16 else "fp32",
+            "compile": args.compile,
+        }
     caches = extract_experiment_sharded(experiment_from_args(args), progress=not args.quiet, fast=fast)
     if dist_env()[0] == 0:
-        for c in caches: print(c)
+        for c in caches:
+            print(c)
+
 
 def _train(args):
     from bacgcn.pipeline import run_experiment
+
     d = experiment_from_args(args)
     m = run_experiment(d, progress=not args.quiet, resume=args.resume)
     out = d.get("out_dir", "results/run")
-    for name, v in m["methods"].items(): print(f"{name:28s} mAP {100 * v['mAP']:.2f}")
+    for name, v in m["methods"].items():
+        print(f"{name:28s} mAP {100 * v['mAP']:.2f}")
     print(f"outputs in {out}")
+
 
 def _evaluate(args):
     from bacgcn.data import load_dataset
     from bacgcn.pipeline import evaluate_checkpoint
+
     kw = json.loads(args.options) if args.options else {}
     ds = load_dataset(args.dataset, args.data_root, args.split, **kw)
     m = evaluate_checkpoint(args.checkpoint, ds, args.cache_dir, progress=not args.quiet)
-    if args.json: print(json.dumps(m)); return
-    print(f"mAP {100 * m['mAP']:.2f}  CF1 {100 * m.get('CF1', float('nan')):.2f}  OF1 {100 * m.get('OF1', float('nan')):.2f}  ({m['n_images']} images)")
-    for c, a in m["ap_per_class"].items(): print(f"  {c:20s} {'-' if a is None else f'{100 * a:.2f}'}")
+    if args.json:
+        print(json.dumps(m))
+        return
+    print(
+        f"mAP {100 * m['mAP']:.2f}  CF1 {100 * m.get('CF1', float('nan')):.2f}  OF1 {100 * m.get('OF1', float('nan')):.2f}  ({m['n_images']} images)"
+    )
+    for c, a in m["ap_per_class"].items():
+        print(f"  {c:20s} {'-' if a is None else f'{100 * a:.2f}'}")
+
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
 
 def expand_images(paths: list[str]) -> list[Path]:
     "Image files from files and folders (folders are searched recursively, sorted)."
     out = []
     for p in map(Path, paths):
-        if p.is_dir(): out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
-        elif p.exists() or p.suffix: out.append(p)
-        else: raise FileNotFoundError(f"{p}: no such image or folder")
-    if not out: raise ValueError(f"no images found in {paths}")
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        elif p.exists() or p.suffix:
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such image or folder")
+    if not out:
+        raise ValueError(f"no images found in {paths}")
     return out
+
 
 def _predict(args):
     from bacgcn.pipeline import predict
+
     df = predict(args.checkpoint, expand_images(args.images), threshold=args.threshold, progress=not args.quiet)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     bad = int(df["error"].notna().sum()) if "error" in df else 0
     print(f"{len(df)} images scored ({bad} unreadable) -> {args.out}")
 
+
 def _add_model_commands(sub):
-    p = sub.add_parser("extract", help="extract and cache CLIP features of a dataset's splits (resumable; shards under torchrun)")
+    p = sub.add_parser(
+        "extract", help="extract and cache CLIP features of a dataset's splits (resumable; shards under torchrun)"
+    )
     _experiment_flags(p, training=False)
-    p.add_argument("--fast", action="store_true", help="uint8 pipeline: normalisation on the device, JPEG decode on the GPU, writer thread")
-    p.add_argument("--decode", choices=["auto", "pil", "torchvision"], help="image decoding of the fast path (implies --fast)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="uint8 pipeline: normalisation on the device, JPEG decode on the GPU, writer thread",
+    )
+    p.add_argument(
+        "--decode", choices=["auto", "pil", "torchvision"], help="image decoding of the fast path (implies --fast)"
+    )
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast with AMX; implies --fast)")
     p.add_argument("--compile", action="store_true", help="torch.compile the CLIP forward (implies --fast)")
     p.set_defaults(func=_extract)
     p = sub.add_parser("train", help="pseudo labels + features + BAC-GCN training + evaluation of one experiment")
-    _experiment_flags(p, training=True); p.set_defaults(func=_train)
+    _experiment_flags(p, training=True)
+    p.set_defaults(func=_train)
     p = sub.add_parser("evaluate", help="mAP, per-class AP, CF1/OF1 of a saved model on a labelled split")
     p.add_argument("--checkpoint", required=True, help="model.pt written by `bacgcn train`")
-    p.add_argument("--dataset", required=True); p.add_argument("--data-root", required=True); p.add_argument("--split")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split")
     p.add_argument("--options", help="reader options as inline JSON, e.g. '{\"difficult\": \"ignore\"}'")
-    p.add_argument("--cache-dir", default="cache"); p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--quiet", action="store_true"); p.set_defaults(func=_evaluate)
+    p.add_argument("--cache-dir", default="cache")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_evaluate)
     p = sub.add_parser("predict", help="scores and labels (classes and backgrounds) of images with a saved model")
     p.add_argument("--checkpoint", required=True, help="model.pt written by `bacgcn train`")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", default="predictions.csv", help="CSV file to write")
-    p.add_argument("--threshold", type=float, default=0.5); p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_predict)
 
 # %% ../nbs/20_cli.ipynb #4e49d669
 def _demo(args):
     from bacgcn.demo import DemoConfig, run_demo
-    cfg = DemoConfig.quick(reso_diagnosis=not args.no_diagnosis) if args.quick else DemoConfig(reso_diagnosis=not args.no_diagnosis)
+
+    cfg = (
+        DemoConfig.quick(reso_diagnosis=not args.no_diagnosis)
+        if args.quick
+        else DemoConfig(reso_diagnosis=not args.no_diagnosis)
+    )
     run_demo(args.out, args.seed, config=cfg, work_dir=args.work_dir, progress=not args.quiet)
 
+
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="the whole method end to end on the built-in synthetic benchmark (CPU, minutes)",
-                       description="Generate the synthetic benchmark, caption it, build pseudo labels and the graph, extract "
-                                   "features with the shipped tiny CLIP, train BAC-GCN with ReSO and its ablations, evaluate, draw.")
+    p = sub.add_parser(
+        "demo",
+        help="the whole method end to end on the built-in synthetic benchmark (CPU, minutes)",
+        description="Generate the synthetic benchmark, caption it, build pseudo labels and the graph, extract "
+        "features with the shipped tiny CLIP, train BAC-GCN with ReSO and its ablations, evaluate, draw.",
+    )
     p.add_argument("--out", default="results/synth", help="results folder (default: results/synth)")
     p.add_argument("--seed", type=int, default=0, help="seed of the world, the captioner and training")
-    p.add_argument("--work-dir", help="folder for images, caches and checkpoints (default: cache/demo-seed<N>-<n_train>)")
+    p.add_argument(
+        "--work-dir", help="folder for images, caches and checkpoints (default: cache/demo-seed<N>-<n_train>)"
+    )
     p.add_argument("--quick", action="store_true", help="reduced size (300 training images, 4 epochs, no ablations)")
     p.add_argument("--no-diagnosis", action="store_true", help="skip the ReSO diagnosis (its three oracle runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -259,23 +389,39 @@ def _add_demo(sub):
 # %% ../nbs/20_cli.ipynb #26aa1c8e
 def _run(args):
     from bacgcn.experiments import cli_run
+
     rc = cli_run(args.experiment, args.param or [], args.out)
-    if rc: raise SystemExit(rc)
+    if rc:
+        raise SystemExit(rc)
+
 
 def _check_data(args):
     from bacgcn.experiments import cli_check_data
+
     rc = cli_check_data(args.dataset, args.data_root, args.captions, args.recaptions, args.split)
-    if rc: raise SystemExit(rc)
+    if rc:
+        raise SystemExit(rc)
+
 
 def _add_experiments(sub):
     p = sub.add_parser("run", help="run an experiment notebook (run, ablation, report) with papermill")
     p.add_argument("experiment", help="run | ablation | report, or a notebook path")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="notebook parameter (dotted keys for nested)")
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="notebook parameter (dotted keys for nested)",
+    )
     p.add_argument("--out", help="output folder (default: results/<protocol>/<run name>)")
     p.set_defaults(func=_run)
-    p = sub.add_parser("check-data", help="validate a dataset layout (and captions); list what is missing with expected paths")
+    p = sub.add_parser(
+        "check-data", help="validate a dataset layout (and captions); list what is missing with expected paths"
+    )
     p.add_argument("dataset", help="voc2007 | voc2012 | voc2012-main | coco2014 | nuswide | synthetic")
-    p.add_argument("--data-root", required=True); p.add_argument("--split")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split")
     p.add_argument("--captions", help="captions JSON file or the folder holding the caption files")
     p.add_argument("--recaptions", help="re-captions JSON file")
     p.set_defaults(func=_check_data)
@@ -283,23 +429,43 @@ def _add_experiments(sub):
 # %% ../nbs/20_cli.ipynb #b40161f5
 def _bench(args):
     from bacgcn import bench
+
     common = dict(device=args.device)
     if args.what == "extract":
-        r = bench.bench_extract(args.out, n_images=args.images, n_baseline=args.baseline, batch_size=args.batch_size,
-                                num_workers=args.workers, image_size=args.image_size, **common)
+        r = bench.bench_extract(
+            args.out,
+            n_images=args.images,
+            n_baseline=args.baseline,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            image_size=args.image_size,
+            **common,
+        )
     elif args.what == "train":
-        r = bench.bench_train(args.out, n_images=args.images, n_patches=args.patches, embed_dim=args.dim,
-                              n_batches=None if args.batches == "all" else int(args.batches), cache_dir=args.cache_dir, **common)
+        r = bench.bench_train(
+            args.out,
+            n_images=args.images,
+            n_patches=args.patches,
+            embed_dim=args.dim,
+            n_batches=None if args.batches == "all" else int(args.batches),
+            cache_dir=args.cache_dir,
+            **common,
+        )
     else:
         r = bench.bench_growth(args.out, extract_images=args.images, train_images=args.train_images, **common)
     print(json.dumps(r, indent=1, default=str) if args.json else bench.format_table(r))
 
+
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="benchmarks: extraction throughput, COCO-scale training, cost growth (results/bench/*.json)")
+    p = sub.add_parser(
+        "bench", help="benchmarks: extraction throughput, COCO-scale training, cost growth (results/bench/*.json)"
+    )
     s = p.add_subparsers(dest="what", required=True)
-    for what, hlp, images in [("extract", "pipeline vs one image per forward, ViT-B/16 random weights, JPEGs on disk", 128),
-                              ("train", "epoch time and peak RSS on a synthetic fp16 cache (default: COCO train2014 size)", 82081),
-                              ("growth", "extraction and epoch time at 1x/2x/4x images and 224 vs 448 px", 8)]:
+    for what, hlp, images in [
+        ("extract", "pipeline vs one image per forward, ViT-B/16 random weights, JPEGs on disk", 128),
+        ("train", "epoch time and peak RSS on a synthetic fp16 cache (default: COCO train2014 size)", 82081),
+        ("growth", "extraction and epoch time at 1x/2x/4x images and 224 vs 448 px", 8),
+    ]:
         q = s.add_parser(what, help=hlp, description=hlp)
         q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default cpu)")
         q.add_argument("--out", default="results/bench", help="folder of the result JSON (default results/bench)")
@@ -313,23 +479,33 @@ def _add_bench(sub):
         if what == "train":
             q.add_argument("--patches", type=int, default=196, help="patches per image (default 196 = 224 px)")
             q.add_argument("--dim", type=int, default=512, help="embedding size (default 512)")
-            q.add_argument("--batches", default="200", help="batches to time ('all' = full epoch; default 200, extrapolated)")
+            q.add_argument(
+                "--batches", default="200", help="batches to time ('all' = full epoch; default 200, extrapolated)"
+            )
             q.add_argument("--cache-dir", help="where the synthetic cache is written/reused (default: the temp dir)")
         if what == "growth":
-            q.add_argument("--train-images", type=int, default=1024, help="rows of the 1x training cache (default 1024)")
+            q.add_argument(
+                "--train-images", type=int, default=1024, help="rows of the 1x training cache (default 1024)"
+            )
         q.set_defaults(func=_bench)
 
 # %% ../nbs/20_cli.ipynb #985369b2
 _ADDERS = [_add_demo, _add_vocab, _add_captions, _add_caption, _add_model_commands, _add_experiments, _add_bench]
 
+
 def build_parser() -> argparse.ArgumentParser:
     from bacgcn import __version__
-    p = argparse.ArgumentParser(prog="bacgcn", description="BAC-GCN: background-aware CLIP-GCN for unsupervised multi-label classification")
+
+    p = argparse.ArgumentParser(
+        prog="bacgcn", description="BAC-GCN: background-aware CLIP-GCN for unsupervised multi-label classification"
+    )
     p.add_argument("--version", action="version", version=f"bacgcn {__version__}")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _ADDERS: add(sub)
+    for add in _ADDERS:
+        add(sub)
     return p
+
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `bacgcn` console script."
@@ -337,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        if args.debug: raise
+        if args.debug:
+            raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"bacgcn {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -45,34 +45,49 @@ DENSE_MODES = ("maskclip", "vanilla", "sclip")
 PRECISIONS = ("amp", "amp_bf16", "fp32")
 PAPER_CLIP = dict(model_name="ViT-B-16", pretrained="openai")  # CLIP ViT-B/16, OpenAI weights (paper §4.1)
 
+
 @dataclass
 class ClipConfig:
     "Which CLIP to load and how to read features out of it. Accepts a dict too (`ClipConfig.from_any`)."
-    model_name: str | None = None     # open_clip name ("ViT-B-16"), "hf-hub:org/repo", "local-dir:path", or a label for `model_config`
-    pretrained: str | None = None     # open_clip tag ("openai"), a checkpoint file, or "random"; None = random for `model_config`
+
+    model_name: str | None = (
+        None  # open_clip name ("ViT-B-16"), "hf-hub:org/repo", "local-dir:path", or a label for `model_config`
+    )
+    pretrained: str | None = (
+        None  # open_clip tag ("openai"), a checkpoint file, or "random"; None = random for `model_config`
+    )
     model_config: dict | str | None = None  # open_clip model config (dict or JSON file) instead of a registered name
-    image_size: int | None = None     # input side S; None = the model's native size (224 for ViT-B/16); positional embeddings interpolated
-    dense: str = "maskclip"           # patch features: "maskclip" (value path), "vanilla" (last tokens), "sclip" (q-q + k-k attention)
-    rho: float = 0.5                  # share of patches kept in M^H; 0.5 is a placeholder until the synthetic-benchmark sweep
-    precision: str = "amp"            # "amp" (fp16 autocast on CUDA), "amp_bf16", "fp32"; CPU always runs fp32
-    device: str = "cpu"               # "cpu", "cuda", "cuda:1", or "auto"
-    cache_dir: str | None = None      # where open_clip tags are looked up (open_clip's `cache_dir`); None = default caches
-    quick_gelu: bool | None = None    # None: QuickGELU when the weights need it (OpenAI archives, tags that say so)
-    text_batch_size: int = 256        # prompts per text-encoder call
+    image_size: int | None = (
+        None  # input side S; None = the model's native size (224 for ViT-B/16); positional embeddings interpolated
+    )
+    dense: str = (
+        "maskclip"  # patch features: "maskclip" (value path), "vanilla" (last tokens), "sclip" (q-q + k-k attention)
+    )
+    rho: float = 0.5  # share of patches kept in M^H; 0.5 is a placeholder until the synthetic-benchmark sweep
+    precision: str = "amp"  # "amp" (fp16 autocast on CUDA), "amp_bf16", "fp32"; CPU always runs fp32
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
+    cache_dir: str | None = None  # where open_clip tags are looked up (open_clip's `cache_dir`); None = default caches
+    quick_gelu: bool | None = None  # None: QuickGELU when the weights need it (OpenAI archives, tags that say so)
+    text_batch_size: int = 256  # prompts per text-encoder call
 
     def __post_init__(self):
-        if self.dense not in DENSE_MODES: raise ValueError(f"dense={self.dense!r}: choose one of {DENSE_MODES}")
-        if self.precision not in PRECISIONS: raise ValueError(f"precision={self.precision!r}: choose one of {PRECISIONS}")
+        if self.dense not in DENSE_MODES:
+            raise ValueError(f"dense={self.dense!r}: choose one of {DENSE_MODES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: choose one of {PRECISIONS}")
         check_rho(self.rho)
-        if self.image_size is not None and int(self.image_size) <= 0: raise ValueError(f"image_size={self.image_size}: must be positive")
+        if self.image_size is not None and int(self.image_size) <= 0:
+            raise ValueError(f"image_size={self.image_size}: must be positive")
 
     @classmethod
     def from_any(cls, cfg: ClipConfig | dict | None = None, **overrides) -> ClipConfig:
         "A `ClipConfig` from a config, a dict (e.g. papermill parameters) or nothing, with keyword overrides."
         return as_config(cls, cfg, **overrides)
 
+
 def check_rho(rho: float) -> float:
-    if not (isinstance(rho, (int, float)) and 0 < rho < 1): raise ValueError(f"rho={rho!r}: the kept share of patches must be in (0, 1)")
+    if not (isinstance(rho, (int, float)) and 0 < rho < 1):
+        raise ValueError(f"rho={rho!r}: the kept share of patches must be in (0, 1)")
     return float(rho)
 
 # %% ../nbs/05_clip.ipynb #55e41120
@@ -80,9 +95,11 @@ def _heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
     B, L, W = t.shape
     return t.reshape(B, L, n_heads, W // n_heads).transpose(1, 2)  # B, h, L, d
 
+
 def _merge(t: torch.Tensor) -> torch.Tensor:
     B, h, L, d = t.shape
     return t.transpose(1, 2).reshape(B, L, h * d)  # B, L, W
+
 
 def last_block_qkv(blk: ResidualAttentionBlock, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Per-head q, k, v of block `blk` for its input tokens `x` (B, L, W), each (B, h, L, d)."
@@ -91,15 +108,18 @@ def last_block_qkv(blk: ResidualAttentionBlock, x: torch.Tensor) -> tuple[torch.
     q, k, v = y.chunk(3, dim=-1)  # B, L, W each
     return tuple(_heads(t, attn.num_heads) for t in (q, k, v))
 
+
 def cls_attention(blk: ResidualAttentionBlock, x: torch.Tensor) -> torch.Tensor:
     "The [cls]→patch attention of `blk` for input tokens `x` (B, 1+N, W), averaged over heads: (B, N)."
     q, k, _ = last_block_qkv(blk, x)
     logits = q[:, :, :1] @ k.transpose(-1, -2) * q.shape[-1] ** -0.5  # B, h, 1, 1+N
     return logits.float().softmax(dim=-1)[:, :, 0, 1:].mean(dim=1)  # B, N
 
+
 def dense_last_block(blk: ResidualAttentionBlock, x: torch.Tensor, dense: str = "maskclip") -> torch.Tensor:
     "Output tokens (B, 1+N, W) of the last block `blk` with its attention replaced as `dense` says."
-    if dense == "vanilla": return blk(x)
+    if dense == "vanilla":
+        return blk(x)
     q, k, v = last_block_qkv(blk, x)  # B, h, L, d
     if dense == "maskclip":
         o = v  # each token attends only to itself: softmax matrix = identity
@@ -107,7 +127,8 @@ def dense_last_block(blk: ResidualAttentionBlock, x: torch.Tensor, dense: str = 
         s = q.shape[-1] ** -0.5
         a = (q @ q.transpose(-1, -2) * s).softmax(-1) + (k @ k.transpose(-1, -2) * s).softmax(-1)  # B, h, L, L
         o = a.to(v.dtype) @ v
-    else: raise ValueError(f"dense={dense!r}: choose one of {DENSE_MODES}")
+    else:
+        raise ValueError(f"dense={dense!r}: choose one of {DENSE_MODES}")
     y = x + blk.ls_1(blk.attn.out_proj(_merge(o)))  # B, L, W
     return y + blk.ls_2(blk.mlp(blk.ln_2(y)))
 
@@ -117,16 +138,19 @@ def min_max(a: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     lo, hi = a.min(dim=-1, keepdim=True).values, a.max(dim=-1, keepdim=True).values
     return (a - lo) / (hi - lo).clamp_min(eps)
 
+
 def n_kept(rho: float, n: int) -> int:
     "Number of patches in M^H: round(rho * n) (halves up), at least 1 and at most n - 1."
     return min(max(int(math.floor(check_rho(rho) * n + 0.5)), 1), n - 1)
+
 
 def top_share_mask(attn: torch.Tensor, rho: float) -> torch.Tensor:
     "M^H as a bool mask (B, N): the `n_kept(rho, N)` largest entries of each row, ties to the lower index."
     B, N = attn.shape
     order = torch.sort(attn, dim=1, descending=True, stable=True).indices  # B, N
     keep = torch.zeros(B, N, dtype=torch.bool, device=attn.device)
-    return keep.scatter_(1, order[:, :n_kept(rho, N)], True)
+    return keep.scatter_(1, order[:, : n_kept(rho, N)], True)
+
 
 def mask_patches(x: torch.Tensor, keep: torch.Tensor, patch_size: int) -> torch.Tensor:
     "Normalised images `x` (B, 3, H, W) with the pixels of patches where `keep` (B, N) is False set to 0 (the mean)."
@@ -143,39 +167,53 @@ def plot_masking(image, attn, keep, grid: tuple[int, int], ax=None):
     "Draw an image (H, W, 3 array in [0, 1]), its [cls] attention map and the M^H / M^Hc views."
     import matplotlib.pyplot as plt
     import numpy as np
+
     image = np.asarray(image, dtype=float)
     H, W = image.shape[:2]
     up = lambda a: np.kron(np.asarray(a, dtype=float).reshape(grid), np.ones((H // grid[0], W // grid[1])))
-    if ax is None: _, ax = plt.subplots(1, 4, figsize=(10, 2.6))
+    if ax is None:
+        _, ax = plt.subplots(1, 4, figsize=(10, 2.6))
     k = up(keep)[..., None]
-    for a_, im, title in zip(ax, [image, up(attn), image * k, image * (1 - k)],
-                             ["image", "[cls] attention $A$", "$M^H$ view", "$M^{H^c}$ view"]):
-        a_.imshow(im, cmap="viridis"); a_.set_title(title, fontsize=9); a_.axis("off")
+    for a_, im, title in zip(
+        ax,
+        [image, up(attn), image * k, image * (1 - k)],
+        ["image", "[cls] attention $A$", "$M^H$ view", "$M^{H^c}$ view"],
+    ):
+        a_.imshow(im, cmap="viridis")
+        a_.set_title(title, fontsize=9)
+        a_.axis("off")
     return ax
 
 # %% ../nbs/05_clip.ipynb #b3709080
-def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], old_grid: tuple[int, int] | None = None) -> torch.Tensor:
+def interpolate_pos_embed(
+    pos_embed: torch.Tensor, new_grid: tuple[int, int], old_grid: tuple[int, int] | None = None
+) -> torch.Tensor:
     "Positional embeddings (1 + h*w, W) resampled bicubically to `new_grid` (h', w'); the [cls] row is kept."
     cls_pos, grid_pos = pos_embed[:1], pos_embed[1:]  # 1, W and h*w, W
     if old_grid is None:
         side = math.isqrt(grid_pos.shape[0])
-        if side * side != grid_pos.shape[0]: raise ValueError(f"{grid_pos.shape[0]} patch positions do not form a square grid; pass old_grid")
+        if side * side != grid_pos.shape[0]:
+            raise ValueError(f"{grid_pos.shape[0]} patch positions do not form a square grid; pass old_grid")
         old_grid = (side, side)
-    if tuple(old_grid) == tuple(new_grid): return pos_embed.clone()
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed.clone()
     g = grid_pos.reshape(1, *old_grid, -1).permute(0, 3, 1, 2).float()  # 1, W, h, w
     g = F.interpolate(g, size=tuple(new_grid), mode="bicubic", align_corners=False, antialias=True)  # 1, W, h', w'
     g = g.permute(0, 2, 3, 1).reshape(-1, pos_embed.shape[1]).to(pos_embed.dtype)  # h'*w', W
     return torch.cat([cls_pos, g])
 
+
 def set_image_size(visual: VisionTransformer, image_size: int) -> VisionTransformer:
     "Make a ViT tower take `image_size` inputs: resample its positional embeddings in place (this model only)."
     p = visual.patch_size[0]
-    if image_size % p: raise ValueError(f"image_size={image_size} is not a multiple of the patch size {p}")
+    if image_size % p:
+        raise ValueError(f"image_size={image_size} is not a multiple of the patch size {p}")
     g = image_size // p
     new = interpolate_pos_embed(visual.positional_embedding.data, (g, g), tuple(visual.grid_size))
     visual.positional_embedding = nn.Parameter(new, requires_grad=visual.positional_embedding.requires_grad)
     visual.image_size, visual.grid_size = (image_size, image_size), (g, g)
-    if getattr(visual, "preprocess_cfg", None): visual.preprocess_cfg["size"] = (image_size, image_size)
+    if getattr(visual, "preprocess_cfg", None):
+        visual.preprocess_cfg["size"] = (image_size, image_size)
     return visual
 
 # %% ../nbs/05_clip.ipynb #b87087e6
@@ -183,8 +221,10 @@ def file_sha256(path, chunk: int = 1 << 22) -> str:
     "SHA-256 of a file, read in 4 MiB chunks."
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while b := f.read(chunk): h.update(b)
+        while b := f.read(chunk):
+            h.update(b)
     return h.hexdigest()
+
 
 def state_dict_sha256(state_dict: dict) -> str:
     "SHA-256 over a state dict's names, dtypes, shapes and bytes, in sorted key order."
@@ -195,44 +235,66 @@ def state_dict_sha256(state_dict: dict) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
+
 def _hf_cache_dir(cache_dir) -> str:
     from huggingface_hub import constants
+
     return str(cache_dir or constants.HF_HUB_CACHE)
+
 
 def find_pretrained(model_name: str, tag: str, cache_dir: str | None = None) -> Path:
     "Local file of open_clip weights `tag` for `model_name`, from the HF or URL cache; FileNotFoundError says where it looked."
     pcfg = open_clip.get_pretrained_cfg(model_name, tag)
-    if not pcfg: raise KeyError(f"{tag!r} is not an open_clip tag of {model_name}; tags: {open_clip.list_pretrained_tags_by_model(model_name)}")
+    if not pcfg:
+        raise KeyError(
+            f"{tag!r} is not an open_clip tag of {model_name}; tags: {open_clip.list_pretrained_tags_by_model(model_name)}"
+        )
     looked = []
     if pcfg.get("hf_hub"):
         from huggingface_hub import try_to_load_from_cache
+
         hub = pcfg["hf_hub"]  # "org/repo/" (default file names) or "org/repo/file"
         repo, fname = (hub.rstrip("/"), "") if hub.endswith("/") else os.path.split(hub)
         names = [fname] if fname else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        if fname.endswith((".bin", ".pth")): names.insert(0, fname[:-4] + ".safetensors")
+        if fname.endswith((".bin", ".pth")):
+            names.insert(0, fname[:-4] + ".safetensors")
         for n in names:
             hit = try_to_load_from_cache(repo, n, cache_dir=cache_dir)
-            if isinstance(hit, str) and os.path.isfile(hit): return Path(hit)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return Path(hit)
         looked.append(f"Hugging Face cache {_hf_cache_dir(cache_dir)}: repo {repo}, file {' or '.join(names)}")
     if pcfg.get("url"):
         f = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(pcfg["url"])
-        if f.is_file(): return f
+        if f.is_file():
+            return f
         looked.append(f"{f} (downloaded from {pcfg['url']})")
     cd = f", cache_dir={str(cache_dir)!r}" if cache_dir else ""
-    fetch = f"python -c \"import open_clip; open_clip.create_model_and_transforms({model_name!r}, pretrained={tag!r}{cd})\""
-    url = f"; or download {pcfg['url']} and pass pretrained='/path/to/{os.path.basename(pcfg['url'])}'" if pcfg.get("url") else ""
+    fetch = (
+        f"python -c \"import open_clip; open_clip.create_model_and_transforms({model_name!r}, pretrained={tag!r}{cd})\""
+    )
+    url = (
+        f"; or download {pcfg['url']} and pass pretrained='/path/to/{os.path.basename(pcfg['url'])}'"
+        if pcfg.get("url")
+        else ""
+    )
     raise FileNotFoundError(
         f"open_clip weights {model_name!r} pretrained={tag!r} are not on this machine (no downloads at run time). Looked in:\n  - "
-        + "\n  - ".join(looked) + f"\nTo obtain them, on a machine with internet run\n  {fetch}\n"
-        f"and copy the cache folder to the same place here (or point cache_dir at it){url}.")
+        + "\n  - ".join(looked)
+        + f"\nTo obtain them, on a machine with internet run\n  {fetch}\n"
+        f"and copy the cache folder to the same place here (or point cache_dir at it){url}."
+    )
 
 # %% ../nbs/05_clip.ipynb #1c3d5850
 _JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
+
 def is_torchscript(path) -> bool:
     "True for a TorchScript archive (OpenAI's CLIP checkpoints), False for a plain state dict or safetensors."
-    if not zipfile.is_zipfile(path): return False
-    with zipfile.ZipFile(path) as z: return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
 
 def read_torchscript_state_dict(path) -> dict:
     "State dict of a TorchScript CLIP archive, without its non-weight entries."
@@ -241,18 +303,25 @@ def read_torchscript_state_dict(path) -> dict:
         sd = torch.jit.load(str(path), map_location="cpu").state_dict()
     return {k: v for k, v in sd.items() if k not in _JIT_EXTRAS}
 
+
 def read_state_dict(path) -> dict:
     "The state dict in a checkpoint file: TorchScript archive, .pt/.bin (bare, under 'state_dict', or 'module.'-prefixed), .safetensors."
-    if is_torchscript(path): return read_torchscript_state_dict(path)
-    try: return load_state_dict(str(path), device="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:300]})") from None
+    if is_torchscript(path):
+        return read_torchscript_state_dict(path)
+    try:
+        return load_state_dict(str(path), device="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:300]})") from None
+
 
 def expand_token_rows(sd: dict, vocab_size: int) -> dict:
     """A compact checkpoint stores only the used rows of the token embedding (`token_embedding.rows` (R, W)
     and their ids `token_embedding.ids` (R,), as the shipped tiny CLIP does); rebuild the full (vocab_size, W)
     matrix with zeros elsewhere. Other state dicts pass through unchanged."""
-    if "token_embedding.weight" in sd or "token_embedding.rows" not in sd: return sd
-    if "token_embedding.ids" not in sd: raise ValueError("token_embedding.rows without token_embedding.ids: cannot place the rows")
+    if "token_embedding.weight" in sd or "token_embedding.rows" not in sd:
+        return sd
+    if "token_embedding.ids" not in sd:
+        raise ValueError("token_embedding.rows without token_embedding.ids: cannot place the rows")
     rows, ids = sd["token_embedding.rows"], sd["token_embedding.ids"].long()
     if ids.numel() and (int(ids.max()) >= vocab_size or int(ids.min()) < 0):
         raise ValueError(f"token_embedding.ids reach {int(ids.max())}, outside the model's vocabulary of {vocab_size}")
@@ -262,50 +331,77 @@ def expand_token_rows(sd: dict, vocab_size: int) -> dict:
     out["token_embedding.weight"] = w
     return out
 
+
 def load_weights(model: nn.Module, path, source: str = "") -> None:
     "Load a checkpoint file into `model`, strictly: every tensor present, every shape equal (nothing resized)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"weights file {path} not found{source}")
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found{source}")
     sd = read_state_dict(path)
-    if hasattr(model, "token_embedding"): sd = expand_token_rows(sd, model.token_embedding.num_embeddings)
-    if "logit_scale" in sd and sd["logit_scale"].ndim != model.logit_scale.ndim: sd["logit_scale"] = sd["logit_scale"].reshape(model.logit_scale.shape)
-    try: model.load_state_dict(sd, strict=True)
-    except RuntimeError as e: raise ValueError(f"{path} does not fit the model{source}: {str(e)[:600]}") from None
+    if hasattr(model, "token_embedding"):
+        sd = expand_token_rows(sd, model.token_embedding.num_embeddings)
+    if "logit_scale" in sd and sd["logit_scale"].ndim != model.logit_scale.ndim:
+        sd["logit_scale"] = sd["logit_scale"].reshape(model.logit_scale.shape)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit the model{source}: {str(e)[:600]}") from None
 
 # %% ../nbs/05_clip.ipynb #6a7dc4ff
-def tiny_clip_config(image_size: int = 32, patch_size: int = 8, width: int = 64, layers: int = 2,
-                     embed_dim: int = 32, context_length: int = 16) -> dict:
+def tiny_clip_config(
+    image_size: int = 32,
+    patch_size: int = 8,
+    width: int = 64,
+    layers: int = 2,
+    embed_dim: int = 32,
+    context_length: int = 16,
+) -> dict:
     "A small open_clip config for tests and examples (random weights build in well under a second)."
-    return dict(embed_dim=embed_dim,
-                vision_cfg=dict(image_size=image_size, patch_size=patch_size, width=width, layers=layers, head_width=width // 2),
-                text_cfg=dict(context_length=context_length, vocab_size=49408, width=width, heads=2, layers=layers))
+    return dict(
+        embed_dim=embed_dim,
+        vision_cfg=dict(
+            image_size=image_size, patch_size=patch_size, width=width, layers=layers, head_width=width // 2
+        ),
+        text_cfg=dict(context_length=context_length, vocab_size=49408, width=width, heads=2, layers=layers),
+    )
+
 
 def read_model_config(model_config: dict | str | Path) -> tuple[dict, dict, str]:
     "(model config, preprocess config, source label) from a dict or a JSON file."
     src = "model_config dict"
     if not isinstance(model_config, dict):
         p = Path(model_config).expanduser()
-        if not p.is_file(): raise FileNotFoundError(f"model config file {p} not found")
-        try: model_config = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f"{p}: not a JSON model config ({e})") from None
+        if not p.is_file():
+            raise FileNotFoundError(f"model config file {p} not found")
+        try:
+            model_config = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p}: not a JSON model config ({e})") from None
         src = str(p)
     cfg = dict(model_config.get("model_cfg", model_config))
     missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
-    if missing: raise ValueError(f"{src}: an open_clip model config needs {missing}")
+    if missing:
+        raise ValueError(f"{src}: an open_clip model config needs {missing}")
     return cfg, dict(model_config.get("preprocess_cfg", {})), src
+
 
 def _clip_from_config(cfg: dict, quick_gelu: bool | None) -> nn.Module:
     cfg = dict(cfg)
     custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg["text_cfg"]
-    if quick_gelu is not None: cfg["quick_gelu"] = quick_gelu
+    if quick_gelu is not None:
+        cfg["quick_gelu"] = quick_gelu
     return (open_clip.CustomTextCLIP if custom else open_clip.CLIP)(**cfg)
+
 
 def _tokenizer_for(cfg: dict):
     t = cfg["text_cfg"]
-    if t.get("hf_tokenizer_name"): return HFTokenizer(t["hf_tokenizer_name"], context_length=t.get("context_length", 77))
+    if t.get("hf_tokenizer_name"):
+        return HFTokenizer(t["hf_tokenizer_name"], context_length=t.get("context_length", 77))
     tok = open_clip.SimpleTokenizer(context_length=t.get("context_length", 77))
     if t.get("vocab_size", 49408) < tok.vocab_size:
-        raise ValueError(f"text_cfg.vocab_size={t['vocab_size']} is smaller than the BPE tokenizer's {tok.vocab_size} tokens")
+        raise ValueError(
+            f"text_cfg.vocab_size={t['vocab_size']} is smaller than the BPE tokenizer's {tok.vocab_size} tokens"
+        )
     return tok
 
 # %% ../nbs/05_clip.ipynb #4ec9c3ad
@@ -314,29 +410,44 @@ def _named_model(c: ClipConfig):
     if open_clip.get_model_config(name) is None:
         raise ValueError(f"model_name={c.model_name!r} is not an open_clip architecture; see open_clip.list_models()")
     if c.pretrained is None:
-        raise ValueError(f"model_name={c.model_name!r} needs `pretrained`: an open_clip tag (the paper: 'openai'), a checkpoint file, "
-                         f"or 'random' for random weights; tags: {open_clip.list_pretrained_tags_by_model(name)}")
+        raise ValueError(
+            f"model_name={c.model_name!r} needs `pretrained`: an open_clip tag (the paper: 'openai'), a checkpoint file, "
+            f"or 'random' for random weights; tags: {open_clip.list_pretrained_tags_by_model(name)}"
+        )
     pp, qg = {}, c.quick_gelu
-    if c.pretrained == "random": path = None
-    elif os.path.isfile(os.path.expanduser(c.pretrained)): path = Path(c.pretrained).expanduser()
+    if c.pretrained == "random":
+        path = None
+    elif os.path.isfile(os.path.expanduser(c.pretrained)):
+        path = Path(c.pretrained).expanduser()
     elif open_clip.get_pretrained_cfg(name, c.pretrained):
         path = find_pretrained(name, c.pretrained, c.cache_dir)
         tag = open_clip.get_pretrained_cfg(name, c.pretrained)
         pp = {k: tag[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag}
         qg = tag.get("quick_gelu", False) if qg is None else qg
     else:
-        raise FileNotFoundError(f"pretrained={c.pretrained!r} for {name}: no such weights file, and not an open_clip tag "
-                                f"(tags: {open_clip.list_pretrained_tags_by_model(name)})")
-    if path is not None and qg is None: qg = is_torchscript(path)  # OpenAI archives are QuickGELU models
+        raise FileNotFoundError(
+            f"pretrained={c.pretrained!r} for {name}: no such weights file, and not an open_clip tag "
+            f"(tags: {open_clip.list_pretrained_tags_by_model(name)})"
+        )
+    if path is not None and qg is None:
+        qg = is_torchscript(path)  # OpenAI archives are QuickGELU models
     model = open_clip.create_model(name, pretrained=None, force_quick_gelu=bool(qg))
-    if path is not None: load_weights(model, path, f" (model {name})")
+    if path is not None:
+        load_weights(model, path, f" (model {name})")
     return model, open_clip.get_tokenizer(name), name, path, pp
 
+
 def _schema_model(c: ClipConfig):
-    try: return open_clip.create_model(c.model_name, cache_dir=c.cache_dir), open_clip.get_tokenizer(c.model_name, cache_dir=c.cache_dir)
+    try:
+        return open_clip.create_model(c.model_name, cache_dir=c.cache_dir), open_clip.get_tokenizer(
+            c.model_name, cache_dir=c.cache_dir
+        )
     except Exception as e:
-        raise FileNotFoundError(f"could not load {c.model_name} from local files (Hugging Face cache {_hf_cache_dir(c.cache_dir)}, "
-                                f"no downloads at run time): {e}") from e
+        raise FileNotFoundError(
+            f"could not load {c.model_name} from local files (Hugging Face cache {_hf_cache_dir(c.cache_dir)}, "
+            f"no downloads at run time): {e}"
+        ) from e
+
 
 def build_clip(config: ClipConfig | dict):
     "(open_clip model in fp32 on CPU, tokenizer, name, weights sha256, weights source) for `config`."
@@ -360,23 +471,49 @@ def build_clip(config: ClipConfig | dict):
         model.float().load_state_dict(sd)  # the builder rounds to fp16 on the way; reload at the file's precision
         name, tok = path.stem, open_clip.SimpleTokenizer(context_length=model.context_length)
     else:
-        raise ValueError("say which CLIP: model_name + pretrained (the paper: model_name='ViT-B-16', pretrained='openai'), "
-                         "model_config (+ a weights file), or pretrained=<OpenAI TorchScript .pt file>"
-                         + (f"; {pretrained} is not a TorchScript file" if pretrained else ""))
+        raise ValueError(
+            "say which CLIP: model_name + pretrained (the paper: model_name='ViT-B-16', pretrained='openai'), "
+            "model_config (+ a weights file), or pretrained=<OpenAI TorchScript .pt file>"
+            + (f"; {pretrained} is not a TorchScript file" if pretrained else "")
+        )
     model = model.float().eval().requires_grad_(False)
-    pcfg = {"mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD, **open_clip.get_model_preprocess_cfg(model), **pp}
+    pcfg = {
+        "mean": open_clip.OPENAI_DATASET_MEAN,
+        "std": open_clip.OPENAI_DATASET_STD,
+        **open_clip.get_model_preprocess_cfg(model),
+        **pp,
+    }
     open_clip.set_model_preprocess_cfg(model, pcfg)
-    if path is not None: return model, tok, name, file_sha256(path), str(path)
-    return model, tok, name, state_dict_sha256(model.state_dict()), c.model_name if c.model_name and ":" in c.model_name else "random"
+    if path is not None:
+        return model, tok, name, file_sha256(path), str(path)
+    return (
+        model,
+        tok,
+        name,
+        state_dict_sha256(model.state_dict()),
+        c.model_name if c.model_name and ":" in c.model_name else "random",
+    )
 
 # %% ../nbs/05_clip.ipynb #adf55a82
 def _check_vit(visual: nn.Module, name: str) -> None:
-    ok = (isinstance(visual, VisionTransformer) and visual.attn_pool is None and visual.pool_type in ("tok", "avg")
-          and getattr(visual.transformer, "batch_first", True)
-          and all(isinstance(b, ResidualAttentionBlock) and isinstance(b.attn, nn.MultiheadAttention) and b.attn._qkv_same_embed_dim
-                  for b in visual.transformer.resblocks))
-    if not ok: raise ValueError(f"{name}: bacgcn.clip needs an open_clip VisionTransformer with standard ResidualAttentionBlocks "
-                                f"and [cls]/avg pooling, got {type(visual).__name__}")
+    ok = (
+        isinstance(visual, VisionTransformer)
+        and visual.attn_pool is None
+        and visual.pool_type in ("tok", "avg")
+        and getattr(visual.transformer, "batch_first", True)
+        and all(
+            isinstance(b, ResidualAttentionBlock)
+            and isinstance(b.attn, nn.MultiheadAttention)
+            and b.attn._qkv_same_embed_dim
+            for b in visual.transformer.resblocks
+        )
+    )
+    if not ok:
+        raise ValueError(
+            f"{name}: bacgcn.clip needs an open_clip VisionTransformer with standard ResidualAttentionBlocks "
+            f"and [cls]/avg pooling, got {type(visual).__name__}"
+        )
+
 
 def _tokens(v: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     "Input tokens (B, 1+N, W) of the last block for normalised images x (B, 3, S, S), as open_clip computes them."
@@ -384,8 +521,10 @@ def _tokens(v: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     t = t.reshape(t.shape[0], t.shape[1], -1).permute(0, 2, 1)  # B, N, W
     t = torch.cat([v.class_embedding.view(1, 1, -1).expand(t.shape[0], -1, -1).to(t.dtype), t], dim=1)  # B, 1+N, W
     t = v.ln_pre(v.patch_dropout(t + v.positional_embedding.to(t.dtype)))
-    for blk in v.transformer.resblocks[:-1]: t = blk(t)
+    for blk in v.transformer.resblocks[:-1]:
+        t = blk(t)
     return t
+
 
 def _pooled(v: VisionTransformer, z: torch.Tensor) -> torch.Tensor:
     "open_clip's pooling of the final tokens z (B, 1+N, W) into the joint space (B, D)."
@@ -395,8 +534,14 @@ def _pooled(v: VisionTransformer, z: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/05_clip.ipynb #a2c49931
 class ContiguousAttentionInputs(TorchFunctionMode):
     "Inside this mode, `F.multi_head_attention_forward` gets a contiguous copy of a transposed self-attention input."
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is F.multi_head_attention_forward and len(args) >= 3 and args[0] is args[1] is args[2] and not args[0].is_contiguous():
+        if (
+            func is F.multi_head_attention_forward
+            and len(args) >= 3
+            and args[0] is args[1] is args[2]
+            and not args[0].is_contiguous()
+        ):
             x = args[0].contiguous()  # L, B, W
             args = (x, x, x, *args[3:])  # q is k is v: the self-attention branch stays the same
         return func(*args, **(kwargs or {}))
@@ -404,18 +549,37 @@ class ContiguousAttentionInputs(TorchFunctionMode):
 # %% ../nbs/05_clip.ipynb #193a527d
 class ClipBackbone(nn.Module):
     "A frozen open_clip ViT with BAC-GCN's image outputs and prompt-ensemble category embeddings."
-    def __init__(self, model: nn.Module, tokenizer, config: ClipConfig | dict, *, model_name: str, weights_sha256: str, weights_source: str = ""):
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        config: ClipConfig | dict,
+        *,
+        model_name: str,
+        weights_sha256: str,
+        weights_source: str = "",
+    ):
         super().__init__()
         self.config = ClipConfig.from_any(config)
         _check_vit(model.visual, model_name)
         self.model, self.tokenizer = model.eval().requires_grad_(False), tokenizer
         self.model_name, self.weights_sha256, self.weights_source = model_name, weights_sha256, weights_source
-        self.contiguous_attention = True   # enter ContiguousAttentionInputs under CUDA autocast (False: measure without it)
-        if self.config.image_size and self.config.image_size != model.visual.image_size[0]: set_image_size(model.visual, int(self.config.image_size))
+        self.contiguous_attention = (
+            True  # enter ContiguousAttentionInputs under CUDA autocast (False: measure without it)
+        )
+        if self.config.image_size and self.config.image_size != model.visual.image_size[0]:
+            set_image_size(model.visual, int(self.config.image_size))
         pp = open_clip.get_model_preprocess_cfg(model)
         self.mean, self.std = tuple(pp["mean"]), tuple(pp["std"])
-        self.preprocess = open_clip.image_transform(self.image_size, is_train=False, mean=self.mean, std=self.std,
-                                                    interpolation=pp.get("interpolation"), resize_mode=pp.get("resize_mode"))
+        self.preprocess = open_clip.image_transform(
+            self.image_size,
+            is_train=False,
+            mean=self.mean,
+            std=self.std,
+            interpolation=pp.get("interpolation"),
+            resize_mode=pp.get("resize_mode"),
+        )
 
     image_size = property(lambda self: self.model.visual.image_size[0])
     patch_size = property(lambda self: self.model.visual.patch_size[0])
@@ -427,23 +591,34 @@ class ClipBackbone(nn.Module):
     @property
     def identity(self) -> dict:
         "What a feature cache must agree on to be reused."
-        return dict(model_name=self.model_name, weights_sha256=self.weights_sha256, image_size=self.image_size,
-                    dense=self.config.dense, rho=self.config.rho)
+        return dict(
+            model_name=self.model_name,
+            weights_sha256=self.weights_sha256,
+            image_size=self.image_size,
+            dense=self.config.dense,
+            rho=self.config.rho,
+        )
 
     @contextlib.contextmanager
     def _autocast(self):
         "CUDA autocast at the configured precision, with contiguous attention inputs (eager only); nothing on CPU or in fp32."
-        if self.device.type != "cuda" or self.config.precision == "fp32": yield; return
+        if self.device.type != "cuda" or self.config.precision == "fp32":
+            yield
+            return
         with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16 if self.config.precision == "amp_bf16" else torch.float16))
-            if self.contiguous_attention and not torch.compiler.is_compiling(): stack.enter_context(ContiguousAttentionInputs())
+            stack.enter_context(
+                torch.autocast("cuda", dtype=torch.bfloat16 if self.config.precision == "amp_bf16" else torch.float16)
+            )
+            if self.contiguous_attention and not torch.compiler.is_compiling():
+                stack.enter_context(ContiguousAttentionInputs())
             yield
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, dense: str | None = None, rho: float | None = None) -> dict:
         "global, patches, g_h, g_hc (L2-normalised, float32), attn (min-max normalised) and keep (M^H) for images x (B, 3, S, S)."
         dense, rho, S = dense or self.config.dense, check_rho(self.config.rho if rho is None else rho), self.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (3, S, S): raise ValueError(f"images must be normalised tensors (B, 3, {S}, {S}), got {tuple(x.shape)}")
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, S, S):
+            raise ValueError(f"images must be normalised tensors (B, 3, {S}, {S}), got {tuple(x.shape)}")
         v, x = self.model.visual, x.to(self.device, torch.float32)
         with self._autocast():
             t = _tokens(v, x)  # B, 1+N, W
@@ -452,7 +627,9 @@ class ClipBackbone(nn.Module):
             attn = min_max(cls_attention(last, t).float())  # B, N
             patches = v.ln_post(dense_last_block(last, t, dense)[:, 1:]) @ v.proj  # B, N, D
             keep = top_share_mask(attn, rho)  # B, N
-            views = torch.cat([mask_patches(x, keep, self.patch_size), mask_patches(x, ~keep, self.patch_size)])  # 2B, 3, S, S
+            views = torch.cat(
+                [mask_patches(x, keep, self.patch_size), mask_patches(x, ~keep, self.patch_size)]
+            )  # 2B, 3, S, S
             g_views = _pooled(v, last(_tokens(v, views)))  # 2B, D
         n = lambda e: F.normalize(e.float(), dim=-1)
         g_h, g_hc = n(g_views).chunk(2)
@@ -460,7 +637,8 @@ class ClipBackbone(nn.Module):
 
     encode_images = forward
 
-    def __repr__(self): return f"ClipBackbone({self.model_name}, {self.image_size}px, dense={self.config.dense}, rho={self.config.rho}, {self.device})"
+    def __repr__(self):
+        return f"ClipBackbone({self.model_name}, {self.image_size}px, dense={self.config.dense}, rho={self.config.rho}, {self.device})"
 
 # %% ../nbs/05_clip.ipynb #7b045cbb
 @patch
@@ -469,10 +647,12 @@ def encode_text(self: ClipBackbone, texts: list[str]) -> torch.Tensor:
     "L2-normalised text embeddings (T, D), float32 on CPU."
     out, bs = [], self.config.text_batch_size
     for i in range(0, len(texts), bs):
-        tok = self.tokenizer(list(texts[i:i + bs])).to(self.device)
-        with self._autocast(): e = self.model.encode_text(tok)
+        tok = self.tokenizer(list(texts[i : i + bs])).to(self.device)
+        with self._autocast():
+            e = self.model.encode_text(tok)
         out.append(F.normalize(e.float(), dim=-1).cpu())
     return torch.cat(out) if out else torch.zeros(0, self.embed_dim)
+
 
 @patch
 def encode_categories(self: ClipBackbone, vocab) -> torch.Tensor:
@@ -483,14 +663,21 @@ def encode_categories(self: ClipBackbone, vocab) -> torch.Tensor:
     w = torch.stack([e[a:b].mean(0) for a, b in zip([0] + ends[:-1], ends)])  # K, D
     return F.normalize(w, dim=-1)
 
+
 ClipBackbone.encode_text_categories = ClipBackbone.encode_categories  # the name in HELPERS.md
 
 # %% ../nbs/05_clip.ipynb #049288b0
-def load_clip(model_name: str | ClipConfig | dict | None = None, pretrained: str | None = None,
-              model_config: dict | str | None = None, **kwargs) -> ClipBackbone:
+def load_clip(
+    model_name: str | ClipConfig | dict | None = None,
+    pretrained: str | None = None,
+    model_config: dict | str | None = None,
+    **kwargs,
+) -> ClipBackbone:
     "Load a frozen CLIP as a `ClipBackbone` (see `ClipConfig` for the arguments); no downloads."
-    if isinstance(model_name, (ClipConfig, dict)): c = ClipConfig.from_any(model_name, **kwargs)
-    else: c = ClipConfig.from_any(None, model_name=model_name, pretrained=pretrained, model_config=model_config, **kwargs)
+    if isinstance(model_name, (ClipConfig, dict)):
+        c = ClipConfig.from_any(model_name, **kwargs)
+    else:
+        c = ClipConfig.from_any(None, model_name=model_name, pretrained=pretrained, model_config=model_config, **kwargs)
     model, tok, name, sha, source = build_clip(c)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if c.device == "auto" else c.device
     return ClipBackbone(model, tok, c, model_name=name, weights_sha256=sha, weights_source=source).to(device)

@@ -17,14 +17,17 @@ __all__ = ['as_config']
 def as_config(cls, config=None, **overrides):
     """An instance of the dataclass `cls` from `None` (the defaults), an instance or a mapping of its fields,
     with `overrides` (field=value) applied on top. Unknown field names are a ValueError that lists the known ones."""
-    if config is None: config = {}
+    if config is None:
+        config = {}
     if isinstance(config, cls):
-        if not overrides: return config
+        if not overrides:
+            return config
         config = {f.name: getattr(config, f.name) for f in fields(cls)}
     if not isinstance(config, Mapping):
         raise TypeError(f"{cls.__name__}: expected a {cls.__name__}, a dict or None, got {type(config).__name__}")
     d = {**config, **overrides}
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(d) - set(known))
-    if unknown: raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {known}")
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {known}")
     return cls(**d)

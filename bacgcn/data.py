@@ -25,30 +25,39 @@ __all__ = ['VOC_CLASSES', 'DIFFICULT_MODES', 'IMAGE_EXTS', 'DATASETS', 'DataForm
 # %% ../nbs/01_data.ipynb #fbadd7c0
 class DataFormatError(ValueError):
     "A dataset file that exists but cannot be used; `path` is the file at fault and `what` the reason."
+
     def __init__(self, path: str | Path, what: str):
         self.path, self.what = Path(path), what
         super().__init__(f"{path}: {what}")
-    def __reduce__(self): return type(self), (self.path, self.what)  # picklable across DataLoader workers
+
+    def __reduce__(self):
+        return type(self), (self.path, self.what)  # picklable across DataLoader workers
+
 
 def _first_duplicate(ids: list[str]) -> str | None:
     seen = set()
     for i in ids:
-        if i in seen: return i
+        if i in seen:
+            return i
         seen.add(i)
     return None
 
+
 def _class_names(class_names) -> list[str]:
     "Class names from a list, a `Vocab` (its `classes`), or the name/path of a vocabulary."
-    if isinstance(class_names, (str, Path)): class_names = load_vocab(class_names)
+    if isinstance(class_names, (str, Path)):
+        class_names = load_vocab(class_names)
     names = [str(c) for c in getattr(class_names, "classes", class_names)]
     dup = _first_duplicate(names)
-    if dup is not None: raise ValueError(f"class name {dup!r} is given twice")
+    if dup is not None:
+        raise ValueError(f"class name {dup!r} is given twice")
     return names
 
 # %% ../nbs/01_data.ipynb #ff6677b9
 @dataclass(eq=False, repr=False)
 class MultiLabelDataset:
     "Images of one split with multi-label targets: `labels[i, c]` is 1 (positive), 0 (negative) or -1 (ignored)."
+
     name: str
     image_ids: list[str]
     image_paths: list[Path | None]
@@ -65,20 +74,28 @@ class MultiLabelDataset:
         if len(self.image_paths) != n:
             raise ValueError(f"dataset {self.name!r}: {n} image ids but {len(self.image_paths)} image paths")
         dup = _first_duplicate(self.image_ids)
-        if dup is not None: raise ValueError(f"dataset {self.name!r}: image id {dup!r} appears twice")
+        if dup is not None:
+            raise ValueError(f"dataset {self.name!r}: image id {dup!r} appears twice")
         if self.labels is not None:
             y = np.asarray(self.labels)
             if y.shape != (n, c):
-                raise ValueError(f"dataset {self.name!r}: labels have shape {y.shape}, expected ({n}, {c}) = (images, classes)")
+                raise ValueError(
+                    f"dataset {self.name!r}: labels have shape {y.shape}, expected ({n}, {c}) = (images, classes)"
+                )
             if y.size and not np.isin(y, (-1, 0, 1)).all():
                 raise ValueError(f"dataset {self.name!r}: labels must be 1 (positive), 0 (negative) or -1 (ignored)")
             self.labels = y.astype(np.int8)
 
-    def __len__(self) -> int: return len(self.image_ids)
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
     @property
-    def n_classes(self) -> int: return len(self.class_names)
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
     @property
-    def is_labelled(self) -> bool: return self.labels is not None
+    def is_labelled(self) -> bool:
+        return self.labels is not None
 
     def __repr__(self) -> str:
         lab = f"{self.n_classes} classes" if self.is_labelled else "unlabelled"
@@ -92,19 +109,30 @@ class MultiLabelDataset:
         "The images at `indices` (integer positions or a boolean mask of length N), in that order."
         idx = np.asarray(indices)
         if idx.dtype == bool:
-            if idx.shape != (len(self),): raise ValueError(f"boolean mask of shape {idx.shape} for {len(self)} images")
+            if idx.shape != (len(self),):
+                raise ValueError(f"boolean mask of shape {idx.shape} for {len(self)} images")
             idx = np.flatnonzero(idx)
-        elif idx.size == 0: idx = np.zeros(0, dtype=np.int64)
-        elif not np.issubdtype(idx.dtype, np.integer): raise TypeError(f"indices must be integers or a boolean mask, got {idx.dtype}")
+        elif idx.size == 0:
+            idx = np.zeros(0, dtype=np.int64)
+        elif not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"indices must be integers or a boolean mask, got {idx.dtype}")
         idx = idx.reshape(-1)
-        return MultiLabelDataset(self.name, [self.image_ids[i] for i in idx], [self.image_paths[i] for i in idx],
-                                 None if self.labels is None else self.labels[idx], self.class_names, self.root, self.split)
+        return MultiLabelDataset(
+            self.name,
+            [self.image_ids[i] for i in idx],
+            [self.image_paths[i] for i in idx],
+            None if self.labels is None else self.labels[idx],
+            self.class_names,
+            self.root,
+            self.split,
+        )
 
     def select(self, image_ids) -> MultiLabelDataset:
         "The images with ids `image_ids`, in that order; KeyError naming the ids that are not in the set."
         pos = {i: k for k, i in enumerate(self.image_ids)}
         missing = [i for i in image_ids if i not in pos]
-        if missing: raise KeyError(f"{len(missing)} image ids are not in dataset {self.name!r}, e.g. {missing[:5]}")
+        if missing:
+            raise KeyError(f"{len(missing)} image ids are not in dataset {self.name!r}, e.g. {missing[:5]}")
         return self.subset([pos[i] for i in image_ids])
 
     def positives_per_class(self) -> np.ndarray:
@@ -120,64 +148,111 @@ class MultiLabelDataset:
         return Path(path)
 
     def _need_labels(self, what: str):
-        if self.labels is None: raise ValueError(f"dataset {self.name!r} is unlabelled: it has no {what}")
+        if self.labels is None:
+            raise ValueError(f"dataset {self.name!r} is unlabelled: it has no {what}")
 
 # %% ../nbs/01_data.ipynb #43bc5a4a
-VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+VOC_CLASSES = [
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 DIFFICULT_MODES = ("positive", "ignore", "negative")
+
 
 def voc_root(root: str | Path, year: str | int | None = None) -> Path:
     "The VOC year folder: `root` itself if it holds Annotations/ or ImageSets/, else `root[/VOCdevkit]/VOC<year>`."
     root = Path(root).expanduser()
-    if (root / "Annotations").is_dir() or (root / "ImageSets").is_dir(): return root
+    if (root / "Annotations").is_dir() or (root / "ImageSets").is_dir():
+        return root
     for base in (root / "VOCdevkit", root):
-        if not base.is_dir(): continue
+        if not base.is_dir():
+            continue
         found = sorted(p for p in base.glob("VOC20[0-9][0-9]") if p.is_dir())
-        if year is not None: found = [p for p in found if p.name == f"VOC{year}"]
-        if len(found) > 1: raise ValueError(f"{base} holds several VOC folders {[p.name for p in found]}: pass year=")
-        if found: return found[0]
+        if year is not None:
+            found = [p for p in found if p.name == f"VOC{year}"]
+        if len(found) > 1:
+            raise ValueError(f"{base} holds several VOC folders {[p.name for p in found]}: pass year=")
+        if found:
+            return found[0]
     return root  # not a VOC layout: the reader's error then names the file expected inside root
+
 
 def _read_ids(path: Path, what: str) -> list[str]:
     "First token of each non-blank line of a split file."
-    if not path.is_file(): raise FileNotFoundError(f"{what} not found: expected {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: expected {path}")
     ids = [l.split()[0] for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
     dup = _first_duplicate(ids)
-    if dup is not None: raise DataFormatError(path, f"image id {dup!r} is listed twice")
+    if dup is not None:
+        raise DataFormatError(path, f"image id {dup!r} is listed twice")
     return ids
 
 # %% ../nbs/01_data.ipynb #836a9b57
 def _voc_objects(xml_path: Path) -> list[tuple[str, bool]]:
     "(class name, difficult) of every <object> in one VOC annotation file."
-    if not xml_path.is_file(): raise FileNotFoundError(f"annotation file not found: expected {xml_path}")
-    try: root = ET.parse(xml_path).getroot()
-    except ET.ParseError as e: raise DataFormatError(xml_path, f"malformed XML ({e})") from None
+    if not xml_path.is_file():
+        raise FileNotFoundError(f"annotation file not found: expected {xml_path}")
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise DataFormatError(xml_path, f"malformed XML ({e})") from None
     objects = []
     for obj in root.findall("object"):
         name = (obj.findtext("name") or "").strip()
-        if not name: raise DataFormatError(xml_path, "an <object> has no <name>")
+        if not name:
+            raise DataFormatError(xml_path, "an <object> has no <name>")
         diff = (obj.findtext("difficult") or "0").strip()  # absent in some VOC2012 files: not difficult
-        if diff not in ("0", "1"): raise DataFormatError(xml_path, f"<difficult> of a {name!r} object is {diff!r}, expected 0 or 1")
+        if diff not in ("0", "1"):
+            raise DataFormatError(xml_path, f"<difficult> of a {name!r} object is {diff!r}, expected 0 or 1")
         objects.append((name, diff == "1"))
     return objects
+
 
 def _voc_row(objects, index: dict[str, int], difficult: str, xml_path: Path) -> np.ndarray:
     "Label row (C,) of one image: 1 for any easy object, difficult-only classes per `difficult`."
     row = np.zeros(len(index), np.int8)
     for name, is_difficult in objects:
         c = index.get(name)
-        if c is None: raise DataFormatError(xml_path, f"unknown class name {name!r} (not one of the {len(index)} class names)")
-        if not is_difficult or difficult == "positive": row[c] = 1
-        elif difficult == "ignore" and row[c] == 0: row[c] = -1
+        if c is None:
+            raise DataFormatError(xml_path, f"unknown class name {name!r} (not one of the {len(index)} class names)")
+        if not is_difficult or difficult == "positive":
+            row[c] = 1
+        elif difficult == "ignore" and row[c] == 0:
+            row[c] = -1
     return row
 
 # %% ../nbs/01_data.ipynb #028fa4be
-def read_voc(root: str | Path, split: str = "trainval", difficult: str = "positive", class_names=VOC_CLASSES,
-             image_set: str = "Main", year: str | int | None = None) -> MultiLabelDataset:
+def read_voc(
+    root: str | Path,
+    split: str = "trainval",
+    difficult: str = "positive",
+    class_names=VOC_CLASSES,
+    image_set: str = "Main",
+    year: str | int | None = None,
+) -> MultiLabelDataset:
     "PASCAL VOC split `split` of `ImageSets/<image_set>`, labels from `Annotations/<id>.xml`."
-    if difficult not in DIFFICULT_MODES: raise ValueError(f"difficult={difficult!r}: expected one of {DIFFICULT_MODES}")
-    if image_set not in ("Main", "Segmentation"): raise ValueError(f"image_set={image_set!r}: expected 'Main' or 'Segmentation'")
+    if difficult not in DIFFICULT_MODES:
+        raise ValueError(f"difficult={difficult!r}: expected one of {DIFFICULT_MODES}")
+    if image_set not in ("Main", "Segmentation"):
+        raise ValueError(f"image_set={image_set!r}: expected 'Main' or 'Segmentation'")
     voc = voc_root(root, year)
     ids = _read_ids(voc / "ImageSets" / image_set / f"{split}.txt", f"VOC split file '{split}'")
     names = _class_names(class_names)
@@ -193,7 +268,9 @@ def read_voc(root: str | Path, split: str = "trainval", difficult: str = "positi
 def _coco_labels(ann_path: Path, d: dict) -> tuple[list[str], list[str], np.ndarray]:
     "File names of the images sorted by id, class names sorted by category id, (N, C) labels of a COCO instances dict."
     if not isinstance(d, dict) or any(not isinstance(d.get(k), list) for k in ("images", "annotations", "categories")):
-        raise DataFormatError(ann_path, "not a COCO instances file: expected lists 'images', 'annotations' and 'categories'")
+        raise DataFormatError(
+            ann_path, "not a COCO instances file: expected lists 'images', 'annotations' and 'categories'"
+        )
     try:
         cats = sorted(d["categories"], key=lambda c: c["id"])  # contiguous index c = rank of the category id
         images = sorted(d["images"], key=lambda im: im["id"])
@@ -201,49 +278,68 @@ def _coco_labels(ann_path: Path, d: dict) -> tuple[list[str], list[str], np.ndar
         cat_index = {c["id"]: k for k, c in enumerate(cats)}
         img_index = {im["id"]: i for i, im in enumerate(images)}
         pairs = [(a["image_id"], a["category_id"]) for a in d["annotations"]]
-    except (KeyError, TypeError) as e: raise DataFormatError(ann_path, f"an entry lacks the field {e}") from None
+    except (KeyError, TypeError) as e:
+        raise DataFormatError(ann_path, f"an entry lacks the field {e}") from None
     labels = np.zeros((len(images), len(cats)), np.int8)  # N, C
     for image_id, cat_id in pairs:  # crowd annotations included: a crowd of people is people
         i, c = img_index.get(image_id), cat_index.get(cat_id)
-        if i is None: raise DataFormatError(ann_path, f"an annotation refers to image id {image_id}, absent from 'images'")
-        if c is None: raise DataFormatError(ann_path, f"an annotation refers to category id {cat_id}, absent from 'categories'")
+        if i is None:
+            raise DataFormatError(ann_path, f"an annotation refers to image id {image_id}, absent from 'images'")
+        if c is None:
+            raise DataFormatError(ann_path, f"an annotation refers to category id {cat_id}, absent from 'categories'")
         labels[i, c] = 1
     return files, names, labels
 
-def read_coco(root: str | Path, split: str = "train2014", keep_empty: bool = False,
-              image_dir: str | Path | None = None) -> MultiLabelDataset:
+
+def read_coco(
+    root: str | Path, split: str = "train2014", keep_empty: bool = False, image_dir: str | Path | None = None
+) -> MultiLabelDataset:
     "COCO `annotations/instances_<split>.json`; images in `root/<image_dir or split>/<file_name>`."
     root = Path(root).expanduser()
     ann_path = root / "annotations" / f"instances_{split}.json"
-    if not ann_path.is_file(): raise FileNotFoundError(f"COCO annotation file not found: expected {ann_path}")
-    try: d = json.loads(ann_path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise DataFormatError(ann_path, f"not valid JSON ({e})") from None
+    if not ann_path.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: expected {ann_path}")
+    try:
+        d = json.loads(ann_path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataFormatError(ann_path, f"not valid JSON ({e})") from None
     files, names, labels = _coco_labels(ann_path, d)
     keep = np.ones(len(files), bool) if keep_empty else labels.any(1)
     files = [f for f, k in zip(files, keep) if k]
     folder = root / (split if image_dir is None else image_dir)
     name = "coco" + "".join(ch for ch in split if ch.isdigit())
-    return MultiLabelDataset(name, [Path(f).stem for f in files], [folder / f for f in files], labels[keep], names, root, split)
+    return MultiLabelDataset(
+        name, [Path(f).stem for f in files], [folder / f for f in files], labels[keep], names, root, split
+    )
 
 # %% ../nbs/01_data.ipynb #406dfb2c
 def _lines(path: Path, what: str) -> list[str]:
     "Stripped lines of a text file, trailing blank lines dropped; FileNotFoundError naming the expected path."
-    if not path.is_file(): raise FileNotFoundError(f"{what} not found: expected {path}")
-    try: lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError as e: raise DataFormatError(path, f"not UTF-8 text ({e})") from None
-    while lines and not lines[-1]: lines.pop()
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: expected {path}")
+    try:
+        lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, f"not UTF-8 text ({e})") from None
+    while lines and not lines[-1]:
+        lines.pop()
     return lines
 
+
 def _nus_split(split: str) -> str:
-    if str(split).lower() not in ("train", "test"): raise ValueError(f"NUS-WIDE split {split!r}: expected 'Train' or 'Test'")
+    if str(split).lower() not in ("train", "test"):
+        raise ValueError(f"NUS-WIDE split {split!r}: expected 'Train' or 'Test'")
     return str(split).capitalize()
+
 
 def _nus_column(path: Path, n: int, list_path: Path) -> np.ndarray:
     "One concept's 0/1 column (n,) from its label file."
     lines = _lines(path, "NUS-WIDE label file")
-    if len(lines) != n: raise DataFormatError(path, f"{len(lines)} lines, but {list_path} lists {n} images")
+    if len(lines) != n:
+        raise DataFormatError(path, f"{len(lines)} lines, but {list_path} lists {n} images")
     bad = next((k for k, v in enumerate(lines) if v not in ("0", "1")), None)
-    if bad is not None: raise DataFormatError(path, f"line {bad + 1}: expected 0 or 1, got {lines[bad]!r}")
+    if bad is not None:
+        raise DataFormatError(path, f"line {bad + 1}: expected 0 or 1, got {lines[bad]!r}")
     return np.fromiter((v == "1" for v in lines), dtype=np.int8, count=n)
 
 # %% ../nbs/01_data.ipynb #06508026
@@ -253,7 +349,8 @@ def read_nuswide(root: str | Path, split: str = "Train", image_dir: str | Path =
     concepts = [c for c in _lines(root / "Concepts81.txt", "NUS-WIDE concept list") if c]
     list_path = root / "ImageList" / f"{split}Imagelist.txt"
     rel = [l.replace("\\", "/") for l in _lines(list_path, "NUS-WIDE image list")]
-    if "" in rel: raise DataFormatError(list_path, f"line {rel.index('') + 1} is blank")
+    if "" in rel:
+        raise DataFormatError(list_path, f"line {rel.index('') + 1} is blank")
     gt = root / "Groundtruth" / "TrainTestLabels"
     labels = np.zeros((len(rel), len(concepts)), np.int8)  # N, C
     for c, concept in enumerate(concepts):
@@ -263,94 +360,134 @@ def read_nuswide(root: str | Path, split: str = "Train", image_dir: str | Path =
     return MultiLabelDataset("nuswide", ids, [folder / r for r in rel], labels, concepts, root, split)
 
 # %% ../nbs/01_data.ipynb #7e66c602
-def read_label_list(path: str | Path, class_names, image_root: str | Path | None = None, ext: str = ".jpg",
-                    name: str | None = None) -> MultiLabelDataset:
+def read_label_list(
+    path: str | Path, class_names, image_root: str | Path | None = None, ext: str = ".jpg", name: str | None = None
+) -> MultiLabelDataset:
     "`<image id> <class index> ...` lines; image paths `image_root/<id><ext>` when `image_root` is given."
     path = Path(path).expanduser()
-    if not path.is_file(): raise FileNotFoundError(f"label list not found: expected {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"label list not found: expected {path}")
     names = _class_names(class_names)
     n_cls, ids, rows, line_of = len(names), [], [], {}
     for ln, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         tok = line.split()
-        if not tok: continue
-        if tok[0] in line_of: raise DataFormatError(path, f"line {ln}: image id {tok[0]!r} already listed on line {line_of[tok[0]]}")
-        try: idx = [int(t) for t in tok[1:]]
-        except ValueError: raise DataFormatError(path, f"line {ln}: class indices must be integers, got {line.strip()!r}") from None
+        if not tok:
+            continue
+        if tok[0] in line_of:
+            raise DataFormatError(path, f"line {ln}: image id {tok[0]!r} already listed on line {line_of[tok[0]]}")
+        try:
+            idx = [int(t) for t in tok[1:]]
+        except ValueError:
+            raise DataFormatError(path, f"line {ln}: class indices must be integers, got {line.strip()!r}") from None
         bad = next((k for k in idx if not 0 <= k < n_cls), None)
-        if bad is not None: raise DataFormatError(path, f"line {ln}: class index {bad} out of range 0..{n_cls - 1} ({n_cls} classes)")
-        line_of[tok[0]] = ln; ids.append(tok[0]); rows.append(idx)
+        if bad is not None:
+            raise DataFormatError(path, f"line {ln}: class index {bad} out of range 0..{n_cls - 1} ({n_cls} classes)")
+        line_of[tok[0]] = ln
+        ids.append(tok[0])
+        rows.append(idx)
     labels = np.zeros((len(ids), n_cls), np.int8)  # N, C
-    for i, idx in enumerate(rows): labels[i, idx] = 1
+    for i, idx in enumerate(rows):
+        labels[i, idx] = 1
     paths = [None] * len(ids) if image_root is None else [Path(image_root).expanduser() / f"{i}{ext}" for i in ids]
     return MultiLabelDataset(name or path.stem, ids, paths, labels, names, path.parent, None)
 
 # %% ../nbs/01_data.ipynb #f4199b4d
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
-def read_image_folder(path: str | Path, exts=IMAGE_EXTS, recursive: bool = False, name: str | None = None) -> MultiLabelDataset:
+
+def read_image_folder(
+    path: str | Path, exts=IMAGE_EXTS, recursive: bool = False, name: str | None = None
+) -> MultiLabelDataset:
     "Unlabelled dataset of the image files in `path` (and its subfolders when `recursive`), sorted."
     path = Path(path).expanduser()
-    if not path.is_dir(): raise FileNotFoundError(f"image folder not found: expected a directory at {path}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"image folder not found: expected a directory at {path}")
     exts = {("." + e.lower().lstrip(".")) for e in exts}
     found = path.rglob("*") if recursive else path.iterdir()
     rel = sorted(p.relative_to(path).as_posix() for p in found if p.suffix.lower() in exts and p.is_file())
     rel = [r for r in rel if not any(part.startswith(".") for part in r.split("/"))]
-    if not rel: raise DataFormatError(path, f"no image files with extensions {sorted(exts)} (recursive={recursive})")
+    if not rel:
+        raise DataFormatError(path, f"no image files with extensions {sorted(exts)} (recursive={recursive})")
     ids, first = [], {}
     for r in rel:
         i = Path(r).with_suffix("").as_posix()
-        if i in first: raise DataFormatError(path / r, f"same image id {i!r} as {path / first[i]}")
-        first[i] = r; ids.append(i)
+        if i in first:
+            raise DataFormatError(path / r, f"same image id {i!r} as {path / first[i]}")
+        first[i] = r
+        ids.append(i)
     return MultiLabelDataset(name or path.name, ids, [path / r for r in rel], None, [], path, None)
 
 # %% ../nbs/01_data.ipynb #48160ce3
 DATASETS = ("voc2007", "voc2012", "coco2014", "nuswide", "labels", "folder")
 
+
 def _canonical(name: str, split: str | None) -> tuple[str, str | None]:
     "Lower-case dataset name and the split with its default filled in."
     key = str(name).lower()
-    if key not in DATASETS: raise ValueError(f"unknown dataset {name!r}: expected one of {DATASETS}")
-    if key.startswith("voc"): split = split or "trainval"
-    elif key == "coco2014": split = {"train": "train2014", "val": "val2014"}.get(split or "train", split)
-    elif key == "nuswide": split = _nus_split(split or "Train")
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: expected one of {DATASETS}")
+    if key.startswith("voc"):
+        split = split or "trainval"
+    elif key == "coco2014":
+        split = {"train": "train2014", "val": "val2014"}.get(split or "train", split)
+    elif key == "nuswide":
+        split = _nus_split(split or "Train")
     return key, split
+
 
 def load_dataset(name: str, root: str | Path, split: str | None = None, **kw) -> MultiLabelDataset:
     "Read dataset `name` (one of `DATASETS`) from `root`; keywords go to the reader."
     key, split = _canonical(name, split)
-    if key.startswith("voc"): ds = read_voc(root, split, **{"year": key[3:], **kw})
-    elif key == "coco2014": ds = read_coco(root, split, **kw)
-    elif key == "nuswide": ds = read_nuswide(root, split, **kw)
+    if key.startswith("voc"):
+        ds = read_voc(root, split, **{"year": key[3:], **kw})
+    elif key == "coco2014":
+        ds = read_coco(root, split, **kw)
+    elif key == "nuswide":
+        ds = read_nuswide(root, split, **kw)
     elif key == "labels":
-        if "class_names" not in kw: raise ValueError("load_dataset('labels', ...) needs class_names= (a list, a Vocab or a vocabulary name)")
+        if "class_names" not in kw:
+            raise ValueError("load_dataset('labels', ...) needs class_names= (a list, a Vocab or a vocabulary name)")
         ds = read_label_list(root, **kw)
-    else: ds = read_image_folder(root, **kw)
-    if key in ("labels", "folder"): ds.split = split
-    else: ds.name = key
+    else:
+        ds = read_image_folder(root, **kw)
+    if key in ("labels", "folder"):
+        ds.split = split
+    else:
+        ds.name = key
     return ds
 
 # %% ../nbs/01_data.ipynb #a068a401
 @dataclass(frozen=True)
 class Problem:
     "Something wrong with a dataset on disk: the `path` expected or at fault, and `what` is wrong."
+
     path: Path
     what: str
-    def __str__(self) -> str: return f"{self.path}: {self.what}"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}"
+
 
 def _missing_files(paths) -> list[Path]:
     "Those of `paths` that do not exist, listing each parent folder once."
     listing, missing = {}, []
     for p in paths:
         if p.parent not in listing:
-            try: listing[p.parent] = set(os.listdir(p.parent))
-            except OSError: listing[p.parent] = set()
-        if p.name not in listing[p.parent]: missing.append(p)
+            try:
+                listing[p.parent] = set(os.listdir(p.parent))
+            except OSError:
+                listing[p.parent] = set()
+        if p.name not in listing[p.parent]:
+            missing.append(p)
     return missing
 
+
 def _missing_problem(missing: list[Path], total: int, what: str) -> list[Problem]:
-    if not missing: return []
+    if not missing:
+        return []
     few = ", ".join(p.name for p in missing[:5]) + (", ..." if len(missing) > 5 else "")
     return [Problem(missing[0], f"{len(missing)} of {total} {what} files missing ({few})")]
+
 
 def _missing_dirs(*dirs: Path) -> list[Problem]:
     return [Problem(d, "folder missing") for d in dirs if not d.is_dir()]
@@ -360,17 +497,20 @@ def _check_voc(root, split, year=None, image_set="Main", **kw) -> tuple[list[Pro
     voc = voc_root(root, year)
     probs = _missing_dirs(voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / image_set)
     split_file = voc / "ImageSets" / image_set / f"{split}.txt"
-    if not split_file.is_file(): return probs + [Problem(split_file, f"split file '{split}' missing")], False
+    if not split_file.is_file():
+        return probs + [Problem(split_file, f"split file '{split}' missing")], False
     ids = _read_ids(split_file, "VOC split file")
     no_xml = _missing_files([voc / "Annotations" / f"{i}.xml" for i in ids])
     probs += _missing_problem(no_xml, len(ids), "annotation")
     return probs, not no_xml
+
 
 def _check_coco(root, split, image_dir=None, **kw) -> tuple[list[Problem], bool]:
     root = Path(root).expanduser()
     ann = root / "annotations" / f"instances_{split}.json"
     probs = _missing_dirs(root / (split if image_dir is None else image_dir))
     return (probs, True) if ann.is_file() else (probs + [Problem(ann, "annotation file missing")], False)
+
 
 def _check_nuswide(root, split, image_dir="Flickr", **kw) -> tuple[list[Problem], bool]:
     root = Path(root).expanduser()
@@ -379,30 +519,45 @@ def _check_nuswide(root, split, image_dir="Flickr", **kw) -> tuple[list[Problem]
     if concept_file.is_file():
         gt = root / "Groundtruth" / "TrainTestLabels"
         concepts = [c for c in _lines(concept_file, "NUS-WIDE concept list") if c]
-        probs += _missing_problem(_missing_files([gt / f"Labels_{c}_{split}.txt" for c in concepts]), len(concepts), "label")
+        probs += _missing_problem(
+            _missing_files([gt / f"Labels_{c}_{split}.txt" for c in concepts]), len(concepts), "label"
+        )
     return _missing_dirs(root / image_dir) + probs, not probs
+
 
 def _check_path(path, split=None, **kw) -> tuple[list[Problem], bool]:
     path = Path(path).expanduser()
     return ([], True) if path.exists() else ([Problem(path, "missing")], False)
 
 # %% ../nbs/01_data.ipynb #d363e696
-_CHECKS = dict(voc2007=_check_voc, voc2012=_check_voc, coco2014=_check_coco, nuswide=_check_nuswide,
-               labels=_check_path, folder=_check_path)
+_CHECKS = dict(
+    voc2007=_check_voc,
+    voc2012=_check_voc,
+    coco2014=_check_coco,
+    nuswide=_check_nuswide,
+    labels=_check_path,
+    folder=_check_path,
+)
+
 
 def check_layout(name: str, root: str | Path, split: str | None = None, **kw) -> list[Problem]:
     "Everything missing or malformed in dataset `name` at `root`, as a list of `Problem` (empty: ready to use)."
     key, split = _canonical(name, split)  # an unknown *name* is a caller error and raises
-    if key.startswith("voc"): kw = {"year": key[3:], **kw}
+    if key.startswith("voc"):
+        kw = {"year": key[3:], **kw}
     probs: list[Problem] = []
     try:
         found, readable = _CHECKS[key](root, split, **kw)
         probs += found
-        if not readable: return probs
+        if not readable:
+            return probs
         ds = load_dataset(key, root, split, **kw)
-    except DataFormatError as e: return probs + [Problem(e.path, e.what)]
-    except (OSError, ValueError) as e: return probs + [Problem(Path(root), str(e))]
-    if key == "folder": return probs
+    except DataFormatError as e:
+        return probs + [Problem(e.path, e.what)]
+    except (OSError, ValueError) as e:
+        return probs + [Problem(Path(root), str(e))]
+    if key == "folder":
+        return probs
     paths = [p for p in ds.image_paths if p is not None]
     return probs + _missing_problem(_missing_files(paths), len(paths), "image")
 
@@ -410,10 +565,13 @@ def check_layout(name: str, root: str | Path, split: str | None = None, **kw) ->
 def plot_class_counts(ds: MultiLabelDataset, ax=None):
     "Horizontal bar chart of the positives per class of `ds`, most frequent on top."
     import matplotlib.pyplot as plt
+
     counts = ds.positives_per_class()
     order = np.argsort(counts)
-    if ax is None: _, ax = plt.subplots(figsize=(4, 0.18 * ds.n_classes + 0.8))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 0.18 * ds.n_classes + 0.8))
     ax.barh([ds.class_names[c] for c in order], counts[order], color="tab:blue")
-    ax.set_xlabel("images with the class"); ax.set_title(f"{ds.name} ({len(ds)} images)")
+    ax.set_xlabel("images with the class")
+    ax.set_title(f"{ds.name} ({len(ds)} images)")
     ax.tick_params(axis="y", labelsize=7)
     return ax

@@ -29,23 +29,28 @@ __all__ = ['SIZE_BUCKETS', 'ABLATIONS', 'DIAGNOSIS_RUNS', 'largest_instance_buck
 # %% ../nbs/19_demo.ipynb #c19f5e62
 SIZE_BUCKETS = ("small", "medium", "large")
 
+
 def largest_instance_buckets(boxes: dict, image_ids: list[str], n_classes: int, image_size: int) -> np.ndarray:
     "(n, C) array of bucket names ('' where the class is absent): the bucket of each class's largest instance."
     from bacgcn.synth import size_bucket
+
     out = np.full((len(image_ids), n_classes), "", dtype=object)
     for i, k in enumerate(image_ids):
         best = {}
         for c, box in boxes.get(k, []):
             side = max(box[2] - box[0], box[3] - box[1])
-            if side > best.get(c, (-1, None))[0]: best[c] = (side, box)
-        for c, (_, box) in best.items(): out[i, c] = size_bucket(box, image_size)
+            if side > best.get(c, (-1, None))[0]:
+                best[c] = (side, box)
+        for c, (_, box) in best.items():
+            out[i, c] = size_bucket(box, image_size)
     return out
+
 
 def ap_by_size(scores: np.ndarray, buckets: np.ndarray) -> dict:
     "Mean over classes of the AP with positives from one size bucket and all negatives (see above)."
     out = {}
     for b in SIZE_BUCKETS:
-        t = np.where(buckets == b, 1, np.where(buckets == "", 0, -1)).astype(np.int8)   # n, C
+        t = np.where(buckets == b, 1, np.where(buckets == "", 0, -1)).astype(np.int8)  # n, C
         ap = average_precision(scores, t)
         out[b] = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
     return out
@@ -54,10 +59,13 @@ def ap_by_size(scores: np.ndarray, buckets: np.ndarray) -> dict:
 def reso_crop_stats(regions: list, boxes: dict, image_ids: list[str], image_size: int) -> dict:
     "Counts of ReSO crops by the size bucket of the largest overlapping instance of their class ('none': no instance)."
     from bacgcn.synth import size_bucket
+
     out = {"n_crops": len(regions), "small": 0, "medium": 0, "large": 0, "none": 0}
     for i, o, box, _ in regions:
         x0, y0, x1, y1 = (v * image_size for v in box)
-        hit = [b for c, b in boxes.get(image_ids[i], []) if c == o and b[0] < x1 and b[2] > x0 and b[1] < y1 and b[3] > y0]
+        hit = [
+            b for c, b in boxes.get(image_ids[i], []) if c == o and b[0] < x1 and b[2] > x0 and b[1] < y1 and b[3] > y0
+        ]
         out[size_bucket(max(hit, key=lambda b: max(b[2] - b[0], b[3] - b[1])), image_size) if hit else "none"] += 1
     return out
 
@@ -67,16 +75,19 @@ def small_instance_regions(boxes: dict, image_ids: list[str], image_size: int, m
     in `boxes` (the largest such instance, as ReSO makes one crop per image and category), its box grown by `margin` per side."""
     from bacgcn.reso import SmallRegion, expand_box
     from bacgcn.synth import size_bucket
+
     out = []
     for i, k in enumerate(image_ids):
         best = {}
         for c, box in boxes.get(k, []):
             side = max(box[2] - box[0], box[3] - box[1])
-            if size_bucket(box, image_size) == "small" and side > best.get(c, (-1, None))[0]: best[c] = (side, box)
+            if size_bucket(box, image_size) == "small" and side > best.get(c, (-1, None))[0]:
+                best[c] = (side, box)
         for c, (_, box) in sorted(best.items()):
             b = tuple(float(v) / image_size for v in box)
             out.append(SmallRegion(i, int(c), expand_box(b, margin), (b[2] - b[0]) * (b[3] - b[1])))
     return out
+
 
 def positive_recall_by_size(pseudo: np.ndarray, buckets: np.ndarray) -> dict:
     "Share of the true (image, class) positives, by the bucket of the class's largest instance, that are positive in `pseudo` (n, C)."
@@ -84,10 +95,13 @@ def positive_recall_by_size(pseudo: np.ndarray, buckets: np.ndarray) -> dict:
 
 # %% ../nbs/19_demo.ipynb #5c52f8b4
 @torch.no_grad()
-def crop_recognition(crop_source, crop_ids: list[str], full_source, full_ids: list[str], text: torch.Tensor, n_classes: int) -> dict:
+def crop_recognition(
+    crop_source, crop_ids: list[str], full_source, full_ids: list[str], text: torch.Tensor, n_classes: int
+) -> dict:
     """Zero-shot CLIP top-1 accuracy for the crop's class: on the crops (ids '<image id>#<class>') and on their full images.
     `crop_source`, `full_source`: FeatureSources with rows in the order of `crop_ids`, `full_ids`."""
     from bacgcn.model import clip_global_logits
+
     row = {k: j for j, k in enumerate(full_ids)}
     img, cls = zip(*(k.rsplit("#", 1) for k in crop_ids))
     cls = torch.tensor([int(c) for c in cls])
@@ -95,7 +109,11 @@ def crop_recognition(crop_source, crop_ids: list[str], full_source, full_ids: li
     top1 = lambda src, rows: clip_global_logits(src.gather(rows)["global"], w).argmax(1)
     on_crop = top1(crop_source, np.arange(len(crop_ids)))
     on_full = top1(full_source, np.array([row[k] for k in img]))
-    return {"n_crops": len(crop_ids), "top1_on_crop": float((on_crop == cls).float().mean()), "top1_on_full_image": float((on_full == cls).float().mean())}
+    return {
+        "n_crops": len(crop_ids),
+        "top1_on_crop": float((on_crop == cls).float().mean()),
+        "top1_on_full_image": float((on_full == cls).float().mean()),
+    }
 
 # %% ../nbs/19_demo.ipynb #0ec7cbd0
 ABLATIONS = {
@@ -106,62 +124,113 @@ ABLATIONS = {
     "variant_masked_global_logits": {"model": {"global_views": "masked"}},
 }
 
+
 @dataclass
 class DemoConfig:
     "Size and schedule of the demo (defaults: the committed results/synth run, well under the 10-minute budget on 2 CPU cores)."
+
     seed: int = 0
     n_train: int = 2000
     n_test: int = 1000
-    image_size: int = 64               # the tiny CLIP's input size
-    train: dict = field(default_factory=lambda: dict(epochs=12, reso_start_epoch=9, batch_size=64, lr=1e-3,
-                                                     model=dict(kernel=dict(top_k=4)), reso_config=dict(min_crop_px=6)))
+    image_size: int = 64  # the tiny CLIP's input size
+    train: dict = field(
+        default_factory=lambda: dict(
+            epochs=12,
+            reso_start_epoch=9,
+            batch_size=64,
+            lr=1e-3,
+            model=dict(kernel=dict(top_k=4)),
+            reso_config=dict(min_crop_px=6),
+        )
+    )
     ablations: bool = True
-    reso_diagnosis: bool = True        # the oracle runs that explain ReSO's effect (see above)
+    reso_diagnosis: bool = True  # the oracle runs that explain ReSO's effect (see above)
     n_figure_images: int = 4
 
     @classmethod
     def quick(cls, **kw) -> DemoConfig:
         "A reduced demo for tests and CI: fewer images and epochs, same code."
-        d = dict(n_train=300, n_test=200, train=dict(epochs=4, reso_start_epoch=3, batch_size=64, lr=1e-3,
-                                                   model=dict(kernel=dict(top_k=4)), reso_config=dict(min_crop_px=6)),
-                 ablations=False, n_figure_images=2)
+        d = dict(
+            n_train=300,
+            n_test=200,
+            train=dict(
+                epochs=4,
+                reso_start_epoch=3,
+                batch_size=64,
+                lr=1e-3,
+                model=dict(kernel=dict(top_k=4)),
+                reso_config=dict(min_crop_px=6),
+            ),
+            ablations=False,
+            n_figure_images=2,
+        )
         d.update(kw)
         return cls(**d)
 
 # %% ../nbs/19_demo.ipynb #be3b7c43
 def _train_or_resume(prep, config: dict, run_dir: Path, progress: bool, **kw):
     from bacgcn.pipeline import train_and_evaluate
-    return train_and_evaluate(prep, config, run_dir, progress=progress, resume=(run_dir / "checkpoint.pt").exists(), **kw)
 
-def run_reso_diagnosis(prep, base: dict, work_dir, *, train_labels: np.ndarray, train_boxes: dict, test_buckets: np.ndarray,
-                       image_size: int, progress: bool = True) -> dict:
+    return train_and_evaluate(
+        prep, config, run_dir, progress=progress, resume=(run_dir / "checkpoint.pt").exists(), **kw
+    )
+
+
+def run_reso_diagnosis(
+    prep,
+    base: dict,
+    work_dir,
+    *,
+    train_labels: np.ndarray,
+    train_boxes: dict,
+    test_buckets: np.ndarray,
+    image_size: int,
+    progress: bool = True,
+) -> dict:
     """The oracle runs and measurements that explain ReSO's effect on small objects (see above).
     `train_labels` (n, C) true labels aligned with `prep.train_ids`; `train_boxes` as `bacgcn.synth.read_boxes`."""
     from bacgcn.features import FeatureCache
     from bacgcn.pipeline import _rows_view
     from bacgcn.reso import ResoConfig
     from bacgcn.shard import FileFeatureSource
+
     C, work_dir = prep.vocab.n_classes, Path(work_dir)
-    if train_labels.shape != (len(prep.train_ids), C): raise ValueError(f"run_reso_diagnosis: train_labels {train_labels.shape}, expected {(len(prep.train_ids), C)}")
+    if train_labels.shape != (len(prep.train_ids), C):
+        raise ValueError(f"run_reso_diagnosis: train_labels {train_labels.shape}, expected {(len(prep.train_ids), C)}")
     train_buckets = largest_instance_buckets(train_boxes, prep.train_ids, C, image_size)
     margin = as_config(ResoConfig, dict(base.get("reso_config", {}))).margin
     regions = small_instance_regions(train_boxes, prep.train_ids, image_size, margin)
     soft = prep.pseudo_soft.copy()
-    small_labels = soft.copy(); small_labels[:, :C][train_buckets == "small"] = 1.0
-    true_labels = soft.copy(); true_labels[:, :C] = np.clip(train_labels, 0, 1)
-    runs = {"oracle_reso_crops": dict(config=dict(base, reso=True), reso_regions=regions),
-            "oracle_small_labels": dict(config=dict(base, reso=False), targets=small_labels),
-            "true_labels": dict(config=dict(base, reso=False), targets=true_labels)}
-    out = {"pseudo_label_recall": positive_recall_by_size(prep.pseudo_hard[:, :C], train_buckets),
-           "n_small_training_instances": len(regions), "runs": {}}
+    small_labels = soft.copy()
+    small_labels[:, :C][train_buckets == "small"] = 1.0
+    true_labels = soft.copy()
+    true_labels[:, :C] = np.clip(train_labels, 0, 1)
+    runs = {
+        "oracle_reso_crops": dict(config=dict(base, reso=True), reso_regions=regions),
+        "oracle_small_labels": dict(config=dict(base, reso=False), targets=small_labels),
+        "true_labels": dict(config=dict(base, reso=False), targets=true_labels),
+    }
+    out = {
+        "pseudo_label_recall": positive_recall_by_size(prep.pseudo_hard[:, :C], train_buckets),
+        "n_small_training_instances": len(regions),
+        "runs": {},
+    }
     for name, kw in runs.items():
         r = _train_or_resume(prep, kw.pop("config"), work_dir / name, progress, **kw)
-        out["runs"][name] = {"mAP": float(mean_average_precision(r.test_scores, prep.test_labels)["mAP"]),
-                             "ap_by_size": ap_by_size(r.test_scores, test_buckets)}
+        out["runs"][name] = {
+            "mAP": float(mean_average_precision(r.test_scores, prep.test_labels)["mAP"]),
+            "ap_by_size": ap_by_size(r.test_scores, test_buckets),
+        }
     cache = FeatureCache.open(work_dir / "oracle_reso_crops" / "reso" / "features")
     ok = np.nonzero(cache.valid)[0]
-    out["crop_recognition"] = crop_recognition(_rows_view(FileFeatureSource.open(cache), ok), [cache.image_ids[k] for k in ok],
-                                               _rows_view(prep.train, prep.train_rows), prep.train_ids, prep.text, C)
+    out["crop_recognition"] = crop_recognition(
+        _rows_view(FileFeatureSource.open(cache), ok),
+        [cache.image_ids[k] for k in ok],
+        _rows_view(prep.train, prep.train_rows),
+        prep.train_ids,
+        prep.text,
+        C,
+    )
     return out
 
 # %% ../nbs/19_demo.ipynb #5f81b443
@@ -169,26 +238,48 @@ def demo_backbone(device: str = "cpu"):
     "The shipped tiny CLIP, loaded through the same loader as real CLIP weights."
     from bacgcn.clip import load_clip
     from bacgcn.tinyclip import tiny_clip_files
-    f = tiny_clip_files()
-    return load_clip(model_config=str(f["config"]), pretrained=str(f["weights"]), model_name="tinyclip-synth", device=device)
 
-def run_demo(out_dir="results/synth", seed: int | None = None, *, config: DemoConfig | dict | None = None, work_dir=None,
-             backbone=None, progress: bool = True, log=print) -> dict:
+    f = tiny_clip_files()
+    return load_clip(
+        model_config=str(f["config"]), pretrained=str(f["weights"]), model_name="tinyclip-synth", device=device
+    )
+
+
+def run_demo(
+    out_dir="results/synth",
+    seed: int | None = None,
+    *,
+    config: DemoConfig | dict | None = None,
+    work_dir=None,
+    backbone=None,
+    progress: bool = True,
+    log=print,
+) -> dict:
     "Run the demo; returns the metrics dict written to `out_dir/metrics.json`."
     from bacgcn.captions import pseudo_labels, read_captions
     from bacgcn.data import read_label_list
     from bacgcn.pipeline import prepare, zero_shot_baselines
     from bacgcn.synth import make_benchmark, read_boxes
     from bacgcn.vocab import load_vocab
-    cfg = as_config(DemoConfig, config, **({} if seed is None else {"seed": seed}))   # a new config: the caller's is left as it was
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+
+    cfg = as_config(
+        DemoConfig, config, **({} if seed is None else {"seed": seed})
+    )  # a new config: the caller's is left as it was
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     work = Path(work_dir or Path("cache") / f"demo-seed{cfg.seed}-{cfg.n_train}")
     t0 = time.time()
     log(f"[1/5] synthetic benchmark (seed {cfg.seed}) -> {work / 'data'}")
     data = work / "data"
     if not (data / "manifest.json").exists():
-        make_benchmark(data, dict(seed=cfg.seed, n_train=cfg.n_train, n_val=0, n_test=cfg.n_test, image_size=cfg.image_size),
-                       captioner=dict(seed=cfg.seed), splits=("train", "test"), caption_splits=("train",), progress=progress)
+        make_benchmark(
+            data,
+            dict(seed=cfg.seed, n_train=cfg.n_train, n_val=0, n_test=cfg.n_test, image_size=cfg.image_size),
+            captioner=dict(seed=cfg.seed),
+            splits=("train", "test"),
+            caption_splits=("train",),
+            progress=progress,
+        )
     vocab = load_vocab(data / "synth.json")
     log("[2/5] caption pseudo labels and co-occurrence graph")
     pl = pseudo_labels(read_captions(data / "train_captions.json", data / "train_re_captions.json"), vocab)
@@ -196,13 +287,25 @@ def run_demo(out_dir="results/synth", seed: int | None = None, *, config: DemoCo
     test = read_label_list(data / "test_cls.txt", vocab.classes, image_root=data / "images", ext=".png")
     log("[3/5] CLIP features (cached)")
     backbone = backbone or demo_backbone()
-    prep = prepare(vocab=vocab, backbone=backbone, train_items=train.items(), pseudo=pl, cache_dir=work / "features",
-                   test_items=test.items(), test_labels=test.labels, feature_config=dict(num_workers=0, batch_size=128),
-                   progress=progress)
+    prep = prepare(
+        vocab=vocab,
+        backbone=backbone,
+        train_items=train.items(),
+        pseudo=pl,
+        cache_dir=work / "features",
+        test_items=test.items(),
+        test_labels=test.labels,
+        feature_config=dict(num_workers=0, batch_size=128),
+        progress=progress,
+    )
     base = dict(cfg.train, seed=cfg.seed)
     runs = {"bacgcn": base, "bacgcn_no_reso": dict(base, reso=False)}
-    if cfg.ablations: runs.update({k: deep_merge(base, v) for k, v in ABLATIONS.items()})
-    log(f"[4/5] training {len(runs)} runs: {', '.join(runs)}" + (" (+ 3 oracle runs of the ReSO diagnosis)" if cfg.reso_diagnosis else ""))
+    if cfg.ablations:
+        runs.update({k: deep_merge(base, v) for k, v in ABLATIONS.items()})
+    log(
+        f"[4/5] training {len(runs)} runs: {', '.join(runs)}"
+        + (" (+ 3 oracle runs of the ReSO diagnosis)" if cfg.reso_diagnosis else "")
+    )
     # a finished or interrupted earlier demo in the same work_dir is continued
     results = {name: _train_or_resume(prep, tc, work / "runs" / name, progress) for name, tc in runs.items()}
     boxes = read_boxes(data / "test_boxes.json")
@@ -210,26 +313,55 @@ def run_demo(out_dir="results/synth", seed: int | None = None, *, config: DemoCo
     diagnosis = None
     if cfg.reso_diagnosis:
         row = {k: j for j, k in enumerate(train.image_ids)}
-        diagnosis = run_reso_diagnosis(prep, base, work / "runs" / "diagnosis", train_labels=train.labels[[row[k] for k in prep.train_ids]],
-                                       train_boxes=read_boxes(data / "train_boxes.json"), test_buckets=buckets,
-                                       image_size=cfg.image_size, progress=progress)
+        diagnosis = run_reso_diagnosis(
+            prep,
+            base,
+            work / "runs" / "diagnosis",
+            train_labels=train.labels[[row[k] for k in prep.train_ids]],
+            train_boxes=read_boxes(data / "train_boxes.json"),
+            test_buckets=buckets,
+            image_size=cfg.image_size,
+            progress=progress,
+        )
     log("[5/5] evaluation, baselines, figures")
     scores = {k: r.test_scores for k, r in results.items()}
-    if cfg.ablations: scores["ablation_no_reso"] = scores["bacgcn_no_reso"]
+    if cfg.ablations:
+        scores["ablation_no_reso"] = scores["bacgcn_no_reso"]
     scores.update({f"zeroshot_{k}": v for k, v in zero_shot_baselines(prep).items()})
-    methods = {k: {"mAP": float(mean_average_precision(s, prep.test_labels)["mAP"]), "ap_by_size": ap_by_size(s, buckets)}
-               for k, s in scores.items()}
+    methods = {
+        k: {"mAP": float(mean_average_precision(s, prep.test_labels)["mAP"]), "ap_by_size": ap_by_size(s, buckets)}
+        for k, s in scores.items()
+    }
     regions_file = work / "runs" / "bacgcn" / "reso" / "regions.json"
-    crops = reso_crop_stats(json.loads(regions_file.read_text())["regions"] if regions_file.exists() else [],
-                            read_boxes(data / "train_boxes.json"), prep.train_ids, cfg.image_size)
-    metrics = {"seed": cfg.seed, "protocol": "synthetic", "experiment": "demo", "methods": methods,
-               "data": {"benchmark": "bacgcn synthetic benchmark", "n_train": int(len(prep.train_rows)), "n_test": int(len(prep.test_rows)),
-                        "image_size": cfg.image_size, "classes": vocab.classes, "backgrounds": vocab.backgrounds,
-                        "test_positives_by_size": {b: int((buckets == b).sum()) for b in SIZE_BUCKETS}},
-               "model": {"clip": backbone.identity, "train": TrainConfig.from_any(base).to_dict()},
-               "history": {k: r.history for k, r in results.items()}, "reso_crops": crops, "reso_diagnosis": diagnosis,
-               "device": str(next(results["bacgcn"].model.parameters()).device), "torch": torch.__version__,
-               "seconds": round(time.time() - t0, 1), "command": f"bacgcn demo --out {out} --seed {cfg.seed}"}
+    crops = reso_crop_stats(
+        json.loads(regions_file.read_text())["regions"] if regions_file.exists() else [],
+        read_boxes(data / "train_boxes.json"),
+        prep.train_ids,
+        cfg.image_size,
+    )
+    metrics = {
+        "seed": cfg.seed,
+        "protocol": "synthetic",
+        "experiment": "demo",
+        "methods": methods,
+        "data": {
+            "benchmark": "bacgcn synthetic benchmark",
+            "n_train": int(len(prep.train_rows)),
+            "n_test": int(len(prep.test_rows)),
+            "image_size": cfg.image_size,
+            "classes": vocab.classes,
+            "backgrounds": vocab.backgrounds,
+            "test_positives_by_size": {b: int((buckets == b).sum()) for b in SIZE_BUCKETS},
+        },
+        "model": {"clip": backbone.identity, "train": TrainConfig.from_any(base).to_dict()},
+        "history": {k: r.history for k, r in results.items()},
+        "reso_crops": crops,
+        "reso_diagnosis": diagnosis,
+        "device": str(next(results["bacgcn"].model.parameters()).device),
+        "torch": torch.__version__,
+        "seconds": round(time.time() - t0, 1),
+        "command": f"bacgcn demo --out {out} --seed {cfg.seed}",
+    }
     write_json(metrics, out / "metrics.json")
     (out / "README.md").write_text(results_markdown(metrics))
     draw_figures(out, prep, results, metrics, cfg)
@@ -240,87 +372,130 @@ def run_demo(out_dir="results/synth", seed: int | None = None, *, config: DemoCo
 def results_markdown(metrics: dict) -> str:
     "The README of a demo results folder: what produced it and the table of methods."
     d, m = metrics["data"], metrics["methods"]
-    order = ([k for k in ("bacgcn", "bacgcn_no_reso") if k in m] + sorted(k for k in m if k.startswith(("ablation_", "variant_")))
-             + sorted(k for k in m if k.startswith("zeroshot_")))
+    order = (
+        [k for k in ("bacgcn", "bacgcn_no_reso") if k in m]
+        + sorted(k for k in m if k.startswith(("ablation_", "variant_")))
+        + sorted(k for k in m if k.startswith("zeroshot_"))
+    )
     f = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}"
-    rows = [f"| `{k}` | {f(m[k]['mAP'])} | {f(m[k]['ap_by_size']['small'])} | {f(m[k]['ap_by_size']['medium'])} | {f(m[k]['ap_by_size']['large'])} |" for k in order]
+    rows = [
+        f"| `{k}` | {f(m[k]['mAP'])} | {f(m[k]['ap_by_size']['small'])} | {f(m[k]['ap_by_size']['medium'])} | {f(m[k]['ap_by_size']['large'])} |"
+        for k in order
+    ]
     clip = metrics["model"]["clip"]
-    return "\n".join([
-        "# BAC-GCN on the synthetic benchmark", "",
-        f"Produced by `{metrics['command']}` in {metrics['seconds']:.0f} s on {metrics['device']} (torch {metrics['torch']}).", "",
-        f"**Data:** the built-in synthetic benchmark (`bacgcn.synth`, seed {metrics['seed']}): {d['n_train']} training images with simulated "
-        f"BLIP-2 captions (no labels used in training), {d['n_test']} labelled test images, {d['image_size']} px, "
-        f"{len(d['classes'])} classes, {len(d['backgrounds'])} background categories. Test positives by size of the class's largest "
-        f"instance: " + ", ".join(f"{k} {v}" for k, v in d["test_positives_by_size"].items()) + ".",
-        f"**Model:** the shipped tiny CLIP ({clip['model_name']}, {clip['image_size']} px, dense={clip['dense']}, rho={clip['rho']}), frozen.",
-        "These are not the paper's benchmarks; the paper's numbers are for VOC, COCO and NUS-WIDE with CLIP ViT-B/16.", "",
-        "| method | mAP | AP small | AP medium | AP large |", "|---|---|---|---|---|", *rows, "",
-        f"ReSO made {metrics['reso_crops']['n_crops']} crops of {d['n_train']} training images; by the largest instance of their class they "
-        f"overlap: small {metrics['reso_crops']['small']}, medium {metrics['reso_crops']['medium']}, large {metrics['reso_crops']['large']}, "
-        f"none {metrics['reso_crops']['none']}. Small-object AP with ReSO {f(m['bacgcn']['ap_by_size']['small'])}, "
-        f"without {f(m['bacgcn_no_reso']['ap_by_size']['small'])}.", "",
-        "AP by size: positives are the images whose largest instance of the class is in the bucket (longer side < 1/8 of the image: small, "
-        "< 1/4: medium, else large), negatives all images without the class; mean over classes. `ablation_no_reso` is the `bacgcn_no_reso` run.", "",
-        *diagnosis_markdown(metrics),
-        "Figures: `map_per_epoch.png` (Fig. 4 style), `similarity_maps.png` (Fig. 5 style), `masking.png` (Fig. 3 style), "
-        "`ap_by_size.png`, `cooccurrence.png` (class–background P(b | c) from the captions, Fig. 1 style).", ""])
+    return "\n".join(
+        [
+            "# BAC-GCN on the synthetic benchmark",
+            "",
+            f"Produced by `{metrics['command']}` in {metrics['seconds']:.0f} s on {metrics['device']} (torch {metrics['torch']}).",
+            "",
+            f"**Data:** the built-in synthetic benchmark (`bacgcn.synth`, seed {metrics['seed']}): {d['n_train']} training images with simulated "
+            f"BLIP-2 captions (no labels used in training), {d['n_test']} labelled test images, {d['image_size']} px, "
+            f"{len(d['classes'])} classes, {len(d['backgrounds'])} background categories. Test positives by size of the class's largest "
+            f"instance: " + ", ".join(f"{k} {v}" for k, v in d["test_positives_by_size"].items()) + ".",
+            f"**Model:** the shipped tiny CLIP ({clip['model_name']}, {clip['image_size']} px, dense={clip['dense']}, rho={clip['rho']}), frozen.",
+            "These are not the paper's benchmarks; the paper's numbers are for VOC, COCO and NUS-WIDE with CLIP ViT-B/16.",
+            "",
+            "| method | mAP | AP small | AP medium | AP large |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"ReSO made {metrics['reso_crops']['n_crops']} crops of {d['n_train']} training images; by the largest instance of their class they "
+            f"overlap: small {metrics['reso_crops']['small']}, medium {metrics['reso_crops']['medium']}, large {metrics['reso_crops']['large']}, "
+            f"none {metrics['reso_crops']['none']}. Small-object AP with ReSO {f(m['bacgcn']['ap_by_size']['small'])}, "
+            f"without {f(m['bacgcn_no_reso']['ap_by_size']['small'])}.",
+            "",
+            "AP by size: positives are the images whose largest instance of the class is in the bucket (longer side < 1/8 of the image: small, "
+            "< 1/4: medium, else large), negatives all images without the class; mean over classes. `ablation_no_reso` is the `bacgcn_no_reso` run.",
+            "",
+            *diagnosis_markdown(metrics),
+            "Figures: `map_per_epoch.png` (Fig. 4 style), `similarity_maps.png` (Fig. 5 style), `masking.png` (Fig. 3 style), "
+            "`ap_by_size.png`, `cooccurrence.png` (class–background P(b | c) from the captions, Fig. 1 style).",
+            "",
+        ]
+    )
+
 
 def diagnosis_markdown(metrics: dict) -> list[str]:
     "The README section on the ReSO diagnosis (empty without one): the measurements, stated from `metrics`."
     d = metrics.get("reso_diagnosis")
-    if not d: return []
+    if not d:
+        return []
     f = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}"
     small = lambda k: (metrics["methods"] if k in metrics["methods"] else d["runs"])[k]["ap_by_size"]["small"]
     ref = small("bacgcn_no_reso")
-    cmp = lambda k: f"{f(small(k))} ({'+' if small(k) >= ref else '−'}{abs(100 * (small(k) - ref)):.1f} vs. `bacgcn_no_reso`)"
+    cmp = lambda k: (
+        f"{f(small(k))} ({'+' if small(k) >= ref else '−'}{abs(100 * (small(k) - ref)):.1f} vs. `bacgcn_no_reso`)"
+    )
     rec, cr, rc = d["pseudo_label_recall"], d["crop_recognition"], metrics["reso_crops"]
-    return ["## ReSO and small objects: a diagnosis", "",
-            "Measured by the demo's ReSO diagnosis (`metrics.json` → `reso_diagnosis`; the oracle runs use the training images' boxes "
-            "or labels, which the method never sees, and the same schedule and seed as `bacgcn`; see the `19_demo` notebook):", "",
-            f"* **ReSO's effect:** small-object AP {cmp('bacgcn')} with ReSO.",
-            f"* **Captions and small objects:** share of the true training positives that are hard pseudo labels (ReSO's candidates), by "
-            f"the size of the class's largest instance: small {f(rec['small'])} %, medium {f(rec['medium'])} %, large {f(rec['large'])} %.",
-            f"* **ReSO's search:** {rc['small']} of its {rc['n_crops']} crops overlap a small instance of their class.",
-            f"* **Upscaled crops:** zero-shot CLIP's top-1 is the instance's class on {f(cr['top1_on_crop'])} % of the {cr['n_crops']} "
-            f"upscaled crops of small training instances, and on {f(cr['top1_on_full_image'])} % of their full images.",
-            f"* **Perfect crops, perfect labels:** ReSO with its search replaced by those {d['n_small_training_instances']} crops "
-            f"(`oracle_reso_crops`): small-object AP {cmp('oracle_reso_crops')}; every small training object a positive target "
-            f"(`oracle_small_labels`): {cmp('oracle_small_labels')}; the true labels instead of the captions (`true_labels`): "
-            f"{cmp('true_labels')}. Figure: `reso_diagnosis.png`.", ""]
+    return [
+        "## ReSO and small objects: a diagnosis",
+        "",
+        "Measured by the demo's ReSO diagnosis (`metrics.json` → `reso_diagnosis`; the oracle runs use the training images' boxes "
+        "or labels, which the method never sees, and the same schedule and seed as `bacgcn`; see the `19_demo` notebook):",
+        "",
+        f"* **ReSO's effect:** small-object AP {cmp('bacgcn')} with ReSO.",
+        f"* **Captions and small objects:** share of the true training positives that are hard pseudo labels (ReSO's candidates), by "
+        f"the size of the class's largest instance: small {f(rec['small'])} %, medium {f(rec['medium'])} %, large {f(rec['large'])} %.",
+        f"* **ReSO's search:** {rc['small']} of its {rc['n_crops']} crops overlap a small instance of their class.",
+        f"* **Upscaled crops:** zero-shot CLIP's top-1 is the instance's class on {f(cr['top1_on_crop'])} % of the {cr['n_crops']} "
+        f"upscaled crops of small training instances, and on {f(cr['top1_on_full_image'])} % of their full images.",
+        f"* **Perfect crops, perfect labels:** ReSO with its search replaced by those {d['n_small_training_instances']} crops "
+        f"(`oracle_reso_crops`): small-object AP {cmp('oracle_reso_crops')}; every small training object a positive target "
+        f"(`oracle_small_labels`): {cmp('oracle_small_labels')}; the true labels instead of the captions (`true_labels`): "
+        f"{cmp('true_labels')}. Figure: `reso_diagnosis.png`.",
+        "",
+    ]
+
 
 def plot_map_per_epoch(histories: dict, reso_start: int, ax=None):
     "Test mAP per epoch of each run, with the epoch where ReSO switches on marked (paper Fig. 4)."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(5, 3.2))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
     for name, h in histories.items():
         ax.plot([r["epoch"] for r in h], [100 * r["mAP"] for r in h], marker="o", ms=3, label=name)
-    ax.axvline(reso_start - 0.5, color="grey", ls="--", lw=1); ax.text(reso_start - 0.4, ax.get_ylim()[0], " ReSO on", color="grey", va="bottom")
-    ax.set_xlabel("epoch"); ax.set_ylabel("test mAP (%)"); ax.legend(fontsize=8)
+    ax.axvline(reso_start - 0.5, color="grey", ls="--", lw=1)
+    ax.text(reso_start - 0.4, ax.get_ylim()[0], " ReSO on", color="grey", va="bottom")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test mAP (%)")
+    ax.legend(fontsize=8)
     return ax
+
 
 @torch.no_grad()
 def plot_similarity_maps(model, prep, indices: list[int], n_categories: int = 3, axes=None):
     "Test images with the Similarity Kernel's maps S_o of their top-scoring classes and background overlaid (paper Fig. 5)."
     import matplotlib.pyplot as plt
     from PIL import Image
+
     gh, gw = prep.backbone.grid_size
-    if axes is None: _, axes = plt.subplots(len(indices), n_categories + 1, figsize=(2 * (n_categories + 1), 2 * len(indices)), squeeze=False)
+    if axes is None:
+        _, axes = plt.subplots(
+            len(indices), n_categories + 1, figsize=(2 * (n_categories + 1), 2 * len(indices)), squeeze=False
+        )
     model = model.cpu().eval()
     for row, i in zip(axes, indices):
         b = prep.test.gather([prep.test_rows[i]])
         out = model(b["patches"], b["global"], b["g_h"], b["g_hc"])
         img = Image.open(prep.test_paths[i]).convert("RGB")
-        row[0].imshow(img); row[0].set_title(prep.test_ids[i], fontsize=8)
+        row[0].imshow(img)
+        row[0].set_title(prep.test_ids[i], fontsize=8)
         lg = out["logits"][0]
         C = model.n_classes
-        top = lg[:C].argsort(descending=True)[:n_categories - 1].tolist()        # the best classes ...
-        if len(lg) > C: top.append(C + int(lg[C:].argmax()))                   # ... and the best background
+        top = lg[:C].argsort(descending=True)[: n_categories - 1].tolist()  # the best classes ...
+        if len(lg) > C:
+            top.append(C + int(lg[C:].argmax()))  # ... and the best background
         for ax, o in zip(row[1:], top):
             s = out["sim_maps"][0, o].reshape(gh, gw).numpy()
-            ax.imshow(img); ax.imshow(s, cmap="jet", alpha=0.5, extent=(0, img.width, img.height, 0), interpolation="bilinear")
+            ax.imshow(img)
+            ax.imshow(s, cmap="jet", alpha=0.5, extent=(0, img.width, img.height, 0), interpolation="bilinear")
             ax.set_title(f"{model.categories[o]} {torch.sigmoid(out['logits'][0, o]):.2f}", fontsize=8)
-        for ax in row: ax.axis("off")
+        for ax in row:
+            ax.axis("off")
     return axes
+
 
 @torch.no_grad()
 def plot_masking_examples(backbone, paths: list, axes=None):
@@ -328,58 +503,99 @@ def plot_masking_examples(backbone, paths: list, axes=None):
     import matplotlib.pyplot as plt
     from bacgcn.clip import mask_patches
     from bacgcn.features import read_image
-    if axes is None: _, axes = plt.subplots(len(paths), 4, figsize=(8, 2 * len(paths)), squeeze=False)
+
+    if axes is None:
+        _, axes = plt.subplots(len(paths), 4, figsize=(8, 2 * len(paths)), squeeze=False)
     mean, std = torch.tensor(backbone.mean)[:, None, None], torch.tensor(backbone.std)[:, None, None]
     show = lambda x: (x * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
     for row, p in zip(axes, paths):
         x = backbone.preprocess(read_image(p))[None]
         out = backbone.encode_images(x)
         gh, gw = backbone.grid_size
-        row[0].imshow(show(x[0])); row[1].imshow(out["attn"][0].reshape(gh, gw).numpy(), cmap="magma")
-        row[2].imshow(show(mask_patches(x, out["keep"], backbone.patch_size)[0])); row[3].imshow(show(mask_patches(x, ~out["keep"], backbone.patch_size)[0]))
-        for ax, t in zip(row, ["image", "[cls] attention", "M^H (kept) -> g^H", "M^Hc (rest) -> g^Hc"]): ax.set_title(t, fontsize=8); ax.axis("off")
+        row[0].imshow(show(x[0]))
+        row[1].imshow(out["attn"][0].reshape(gh, gw).numpy(), cmap="magma")
+        row[2].imshow(show(mask_patches(x, out["keep"], backbone.patch_size)[0]))
+        row[3].imshow(show(mask_patches(x, ~out["keep"], backbone.patch_size)[0]))
+        for ax, t in zip(row, ["image", "[cls] attention", "M^H (kept) -> g^H", "M^Hc (rest) -> g^Hc"]):
+            ax.set_title(t, fontsize=8)
+            ax.axis("off")
     return axes
 
-DIAGNOSIS_RUNS = ("zeroshot_clip_global", "bacgcn_no_reso", "bacgcn", "oracle_reso_crops", "oracle_small_labels", "true_labels")
+
+DIAGNOSIS_RUNS = (
+    "zeroshot_clip_global",
+    "bacgcn_no_reso",
+    "bacgcn",
+    "oracle_reso_crops",
+    "oracle_small_labels",
+    "true_labels",
+)
+
 
 def plot_reso_diagnosis(metrics: dict, ax=None):
     "Small-object AP of the ReSO diagnosis runs next to BAC-GCN with and without ReSO and zero-shot CLIP, values written on the bars."
     import matplotlib.pyplot as plt
+
     runs = {**metrics["methods"], **metrics["reso_diagnosis"]["runs"]}
     names = [k for k in DIAGNOSIS_RUNS if k in runs]
     ap = [100 * runs[k]["ap_by_size"]["small"] for k in names]
-    if ax is None: _, ax = plt.subplots(figsize=(7, 3.2))
-    colours = ["#999999" if k.startswith("zeroshot") else "#4c72b0" if k.startswith("bacgcn") else "#dd8452" for k in names]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    colours = [
+        "#999999" if k.startswith("zeroshot") else "#4c72b0" if k.startswith("bacgcn") else "#dd8452" for k in names
+    ]
     bars = ax.bar(range(len(names)), ap, color=colours)
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=20, fontsize=7)
-    ax.set_ylim(min(ap) - 5, max(ap) + 3); ax.set_ylabel("AP small (%)")
+    ax.set_ylim(min(ap) - 5, max(ap) + 3)
+    ax.set_ylabel("AP small (%)")
     ax.set_title("ReSO diagnosis (orange: oracle runs with the training boxes / labels)", fontsize=9)
     return ax
 
+
 def draw_figures(out: Path, prep, results: dict, metrics: dict, cfg: DemoConfig) -> None:
     "Write the demo's figures into `out`."
-    import matplotlib; matplotlib.use("Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
     from bacgcn.graph import conditional_probabilities, plot_class_background_heatmap
+
     tc = TrainConfig.from_any(dict(cfg.train))
     ax = plot_map_per_epoch({k: results[k].history for k in ("bacgcn", "bacgcn_no_reso")}, tc.reso_start_epoch)
-    ax.set_title(f"synthetic benchmark, seed {cfg.seed}", fontsize=9); ax.figure.tight_layout(); ax.figure.savefig(out / "map_per_epoch.png", dpi=120); plt.close(ax.figure)
+    ax.set_title(f"synthetic benchmark, seed {cfg.seed}", fontsize=9)
+    ax.figure.tight_layout()
+    ax.figure.savefig(out / "map_per_epoch.png", dpi=120)
+    plt.close(ax.figure)
     idx = list(range(min(cfg.n_figure_images, len(prep.test_rows))))
     axes = plot_similarity_maps(results["bacgcn"].model, prep, idx)
-    axes[0, 0].figure.tight_layout(); axes[0, 0].figure.savefig(out / "similarity_maps.png", dpi=120); plt.close(axes[0, 0].figure)
+    axes[0, 0].figure.tight_layout()
+    axes[0, 0].figure.savefig(out / "similarity_maps.png", dpi=120)
+    plt.close(axes[0, 0].figure)
     axes = plot_masking_examples(prep.backbone, [prep.test_paths[i] for i in idx])
-    axes[0, 0].figure.tight_layout(); axes[0, 0].figure.savefig(out / "masking.png", dpi=120); plt.close(axes[0, 0].figure)
-    rows = [dict(method=k, size=b, AP=100 * v["ap_by_size"][b]) for k, v in metrics["methods"].items() for b in SIZE_BUCKETS]
+    axes[0, 0].figure.tight_layout()
+    axes[0, 0].figure.savefig(out / "masking.png", dpi=120)
+    plt.close(axes[0, 0].figure)
+    rows = [
+        dict(method=k, size=b, AP=100 * v["ap_by_size"][b]) for k, v in metrics["methods"].items() for b in SIZE_BUCKETS
+    ]
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    sns.barplot(pd.DataFrame(rows), x="method", y="AP", hue="size", ax=ax); ax.tick_params(axis="x", rotation=60, labelsize=7)
-    ax.set_xlabel(""); fig.tight_layout(); fig.savefig(out / "ap_by_size.png", dpi=120); plt.close(fig)
+    sns.barplot(pd.DataFrame(rows), x="method", y="AP", hue="size", ax=ax)
+    ax.tick_params(axis="x", rotation=60, labelsize=7)
+    ax.set_xlabel("")
+    fig.tight_layout()
+    fig.savefig(out / "ap_by_size.png", dpi=120)
+    plt.close(fig)
     hard = prep.pseudo_hard
     P = conditional_probabilities(hard.sum(0), hard.T @ hard)
     ax = plot_class_background_heatmap(P, prep.vocab)
-    ax.figure.tight_layout(); ax.figure.savefig(out / "cooccurrence.png", dpi=120); plt.close(ax.figure)
+    ax.figure.tight_layout()
+    ax.figure.savefig(out / "cooccurrence.png", dpi=120)
+    plt.close(ax.figure)
     if metrics.get("reso_diagnosis"):
         ax = plot_reso_diagnosis(metrics)
-        ax.figure.tight_layout(); ax.figure.savefig(out / "reso_diagnosis.png", dpi=120); plt.close(ax.figure)
+        ax.figure.tight_layout()
+        ax.figure.savefig(out / "reso_diagnosis.png", dpi=120)
+        plt.close(ax.figure)

@@ -35,62 +35,141 @@ __all__ = ['PROTOCOLS', 'TINYCLIP_NAMES', 'COMPONENTS', 'ABLATIONS', 'REPORTED',
 @dataclass(frozen=True)
 class Protocol:
     "One evaluation protocol: dataset reader, train/test splits, reader options, expected image counts."
+
     name: str
-    table: str                   # column of the main table
-    dataset: str                 # bacgcn.data reader: voc2007 | voc2012 | coco2014 | nuswide | labels
-    train_split: str             # trained on with captions (labels never used for training)
-    test_split: str              # evaluated on
-    n_train: int | None          # images of the training split under this protocol (None: as generated)
+    table: str  # column of the main table
+    dataset: str  # bacgcn.data reader: voc2007 | voc2012 | coco2014 | nuswide | labels
+    train_split: str  # trained on with captions (labels never used for training)
+    test_split: str  # evaluated on
+    n_train: int | None  # images of the training split under this protocol (None: as generated)
     n_test: int | None
-    captions: str                # caption file stem: <captions>_captions.json, <captions>_re_captions.json
-    dataset_options: dict = field(default_factory=dict)   # reader keywords
+    captions: str  # caption file stem: <captions>_captions.json, <captions>_re_captions.json
+    dataset_options: dict = field(default_factory=dict)  # reader keywords
     image_root: str | None = None  # `labels` only: image folder, relative to data_root
-    vocab: str | None = None       # None: the dataset's built-in vocabulary; a file name is relative to data_root
+    vocab: str | None = None  # None: the dataset's built-in vocabulary; a file name is relative to data_root
     description: str = ""
 
-PROTOCOLS = {p.name: p for p in [
-    Protocol("voc2007", "VOC2007", "voc2007", "trainval", "test", 5011, 4952, "voc2007", {"difficult": "ignore"},
-             description="PASCAL VOC2007 Main: train on trainval (5,011), test on test (4,952); difficult-only classes ignored in the AP."),
-    Protocol("voc2012", "VOC2012", "voc2012", "train", "val", 1464, 1449, "voc2012", {"image_set": "Segmentation", "difficult": "ignore"},
-             description="As in the authors' release: captions for the 1,464 Segmentation-train images, evaluated on the 1,449 Segmentation-val images."),
-    Protocol("voc2012-main", "VOC2012", "voc2012", "train", "val", 5717, 5823, "voc2012", {"difficult": "ignore"},
-             description="VOC2012 Main train/val (5,717 / 5,823), the split of CDUL and CCD; needs captions of the Main train images "
-                         "(generated with bacgcn.captioner into a folder of their own)."),
-    Protocol("coco2014", "COCO2014", "coco2014", "train2014", "val2014", 82081, 40137, "coco2014",
-             description="COCO2014 train (82,081 labelled images) / val (40,137 labelled images); images without annotations dropped."),
-    Protocol("nuswide", "NUS-WIDE", "nuswide", "Train", "Test", 161789, 107859, "nuswide",
-             description="NUS-WIDE, 81 concepts, official TrainImagelist / TestImagelist (161,789 / 107,859 entries; unreadable images left out)."),
-    Protocol("synthetic", "synthetic", "labels", "train_cls.txt", "test_cls.txt", None, None, "train", {"ext": ".png"},
-             image_root="images", vocab="synth.json",
-             description="The built-in synthetic benchmark (bacgcn.synth.make_benchmark): label lists, PNG images, simulated captions."),
-]}
+
+PROTOCOLS = {
+    p.name: p
+    for p in [
+        Protocol(
+            "voc2007",
+            "VOC2007",
+            "voc2007",
+            "trainval",
+            "test",
+            5011,
+            4952,
+            "voc2007",
+            {"difficult": "ignore"},
+            description="PASCAL VOC2007 Main: train on trainval (5,011), test on test (4,952); difficult-only classes ignored in the AP.",
+        ),
+        Protocol(
+            "voc2012",
+            "VOC2012",
+            "voc2012",
+            "train",
+            "val",
+            1464,
+            1449,
+            "voc2012",
+            {"image_set": "Segmentation", "difficult": "ignore"},
+            description="As in the authors' release: captions for the 1,464 Segmentation-train images, evaluated on the 1,449 Segmentation-val images.",
+        ),
+        Protocol(
+            "voc2012-main",
+            "VOC2012",
+            "voc2012",
+            "train",
+            "val",
+            5717,
+            5823,
+            "voc2012",
+            {"difficult": "ignore"},
+            description="VOC2012 Main train/val (5,717 / 5,823), the split of CDUL and CCD; needs captions of the Main train images "
+            "(generated with bacgcn.captioner into a folder of their own).",
+        ),
+        Protocol(
+            "coco2014",
+            "COCO2014",
+            "coco2014",
+            "train2014",
+            "val2014",
+            82081,
+            40137,
+            "coco2014",
+            description="COCO2014 train (82,081 labelled images) / val (40,137 labelled images); images without annotations dropped.",
+        ),
+        Protocol(
+            "nuswide",
+            "NUS-WIDE",
+            "nuswide",
+            "Train",
+            "Test",
+            161789,
+            107859,
+            "nuswide",
+            description="NUS-WIDE, 81 concepts, official TrainImagelist / TestImagelist (161,789 / 107,859 entries; unreadable images left out).",
+        ),
+        Protocol(
+            "synthetic",
+            "synthetic",
+            "labels",
+            "train_cls.txt",
+            "test_cls.txt",
+            None,
+            None,
+            "train",
+            {"ext": ".png"},
+            image_root="images",
+            vocab="synth.json",
+            description="The built-in synthetic benchmark (bacgcn.synth.make_benchmark): label lists, PNG images, simulated captions.",
+        ),
+    ]
+}
 
 _ALIASES = {"labels": "synthetic", "synth": "synthetic", "voc2012-release": "voc2012", "coco": "coco2014"}
 
+
 def get_protocol(name: str | Protocol) -> Protocol:
     "A protocol by name; a dataset name (`labels` included) gives its default protocol."
-    if isinstance(name, Protocol): return name
+    if isinstance(name, Protocol):
+        return name
     key = _ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in PROTOCOLS: raise ValueError(f"unknown protocol or dataset {name!r}: expected one of {list(PROTOCOLS)}")
+    if key not in PROTOCOLS:
+        raise ValueError(f"unknown protocol or dataset {name!r}: expected one of {list(PROTOCOLS)}")
     return PROTOCOLS[key]
 
 # %% ../nbs/15_experiments.ipynb #716e3a59
 def protocol_config(protocol: str | Protocol, data_root: str | Path, dataset_options: dict | None = None) -> dict:
     "The dataset fields of an `ExperimentConfig` for `protocol` with data at `data_root` (extra reader options merged in)."
     p, root = get_protocol(protocol), Path(str(data_root)).expanduser()
-    d = dict(dataset=p.dataset, data_root=str(root), train_split=p.train_split, test_split=p.test_split,
-             dataset_options={**p.dataset_options, **(dataset_options or {})}, vocab=None, image_root=None)
-    if p.image_root is not None: d["image_root"] = str(root / p.image_root)
-    if p.vocab is not None: d["vocab"] = str(root / p.vocab) if p.vocab.endswith(".json") else p.vocab
+    d = dict(
+        dataset=p.dataset,
+        data_root=str(root),
+        train_split=p.train_split,
+        test_split=p.test_split,
+        dataset_options={**p.dataset_options, **(dataset_options or {})},
+        vocab=None,
+        image_root=None,
+    )
+    if p.image_root is not None:
+        d["image_root"] = str(root / p.image_root)
+    if p.vocab is not None:
+        d["vocab"] = str(root / p.vocab) if p.vocab.endswith(".json") else p.vocab
     return d
 
-def caption_files(captions_dir: str | Path, stem: str, captions_file: str | None = None,
-                  recaptions_file: str | None = None) -> tuple[Path, Path | None]:
+
+def caption_files(
+    captions_dir: str | Path, stem: str, captions_file: str | None = None, recaptions_file: str | None = None
+) -> tuple[Path, Path | None]:
     """(captions, re-captions) paths. Defaults: `<dir>/<stem>_captions.json`, and `<dir>/<stem>_re_captions.json`
     when that file exists; `recaptions_file=""` means none. Given names are relative to `captions_dir`."""
     d = Path(str(captions_dir)).expanduser()
     caps = d / (captions_file or f"{stem}_captions.json")
-    if recaptions_file == "": return caps, None
+    if recaptions_file == "":
+        return caps, None
     if recaptions_file is None:
         default = d / f"{stem}_re_captions.json"
         return caps, (default if default.is_file() else None)
@@ -105,82 +184,191 @@ def deep_merge(base: dict, override: dict | None) -> dict:
     return out
 
 # %% ../nbs/15_experiments.ipynb #ffa7804a
-def _slug(s) -> str: return re.sub(r"[^A-Za-z0-9._-]+", "-", str(s)).strip("-") or "x"
+def _slug(s) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(s)).strip("-") or "x"
 
-TINYCLIP_NAMES = ("tinyclip", "tinyclip-synth")   # clip_model naming the package's shipped tiny CLIP (synthetic benchmark)
 
-def run_name(*, clip_model: str | None = "ViT-B-16", clip_pretrained: str | None = "openai", image_size: int | None = None,
-             dense: str = "maskclip", epochs: int = 16, reso: bool = True, reso_start_epoch: int = 11, seed: int = 0,
-             clip: dict | None = None, train: dict | None = None, **_) -> str:
+TINYCLIP_NAMES = (
+    "tinyclip",
+    "tinyclip-synth",
+)  # clip_model naming the package's shipped tiny CLIP (synthetic benchmark)
+
+
+def run_name(
+    *,
+    clip_model: str | None = "ViT-B-16",
+    clip_pretrained: str | None = "openai",
+    image_size: int | None = None,
+    dense: str = "maskclip",
+    epochs: int = 16,
+    reso: bool = True,
+    reso_start_epoch: int = 11,
+    seed: int = 0,
+    clip: dict | None = None,
+    train: dict | None = None,
+    **_,
+) -> str:
     "`<clip>-<weights>-<size>-<dense>-<reso schedule>-e<epochs>-s<seed>` from the effective settings."
     c = deep_merge(dict(model_name=clip_model, pretrained=clip_pretrained, image_size=image_size, dense=dense), clip)
     t = deep_merge(dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed), train)
     model = c["model_name"] or ("custom" if c.get("model_config") is not None else Path(str(c["pretrained"])).stem)
     w = str(c["pretrained"] or "random")
     weights = "file" if "/" in w or os.sep in w or w.endswith((".pt", ".pth", ".bin", ".safetensors")) else w
-    if model in TINYCLIP_NAMES and c.get("model_config") is None: model, weights = "tinyclip", "shipped"
+    if model in TINYCLIP_NAMES and c.get("model_config") is None:
+        model, weights = "tinyclip", "shipped"
     reso_part = f"reso{t['reso_start_epoch']}" if t["reso"] else "noreso"
-    return "-".join(_slug(x) for x in [model, weights, c["image_size"] or "native", c["dense"], reso_part, f"e{t['epochs']}", f"s{t['seed']}"])
+    return "-".join(
+        _slug(x)
+        for x in [
+            model,
+            weights,
+            c["image_size"] or "native",
+            c["dense"],
+            reso_part,
+            f"e{t['epochs']}",
+            f"s{t['seed']}",
+        ]
+    )
+
 
 def default_out_dir(experiment: str, params: dict, results_root: str | Path = "results") -> Path:
     "Where an experiment writes when its `out_dir` parameter is None."
     name = Path(str(experiment)).stem
-    if name == "report": return Path(str(params.get("results_root") or results_root))
+    if name == "report":
+        return Path(str(params.get("results_root") or results_root))
     root = Path(str(params.get("results_root") or results_root))
-    if name == "run": return root / get_protocol(params.get("protocol", "voc2007")).name / (params.get("run_name") or run_name(**params))
-    if name == "ablation": return root / get_protocol(params.get("protocol", "voc2007")).name / "ablation"
+    if name == "run":
+        return (
+            root / get_protocol(params.get("protocol", "voc2007")).name / (params.get("run_name") or run_name(**params))
+        )
+    if name == "ablation":
+        return root / get_protocol(params.get("protocol", "voc2007")).name / "ablation"
     return root / name
 
 # %% ../nbs/15_experiments.ipynb #c2e57869
-def run_config(protocol: str = "voc2007", data_root: str = "", *, captions_dir: str = "", captions_file: str | None = None,
-               recaptions_file: str | None = None, clip_model: str | None = "ViT-B-16", clip_pretrained: str | None = "openai",
-               clip_cache_dir: str | None = None, image_size: int | None = None, dense: str = "maskclip", epochs: int = 16,
-               reso: bool = True, reso_start_epoch: int = 11, seed: int = 0, device: str = "auto", cache_dir: str = "cache",
-               out_dir: str | None = None, run_name: str | None = None, results_root: str = "results", clip: dict | None = None,
-               train: dict | None = None, features: dict | None = None, caption_config: dict | None = None,
-               dataset_options: dict | None = None, vocab: str | None = None, zero_shot: bool = True, strict: bool = False):
+def run_config(
+    protocol: str = "voc2007",
+    data_root: str = "",
+    *,
+    captions_dir: str = "",
+    captions_file: str | None = None,
+    recaptions_file: str | None = None,
+    clip_model: str | None = "ViT-B-16",
+    clip_pretrained: str | None = "openai",
+    clip_cache_dir: str | None = None,
+    image_size: int | None = None,
+    dense: str = "maskclip",
+    epochs: int = 16,
+    reso: bool = True,
+    reso_start_epoch: int = 11,
+    seed: int = 0,
+    device: str = "auto",
+    cache_dir: str = "cache",
+    out_dir: str | None = None,
+    run_name: str | None = None,
+    results_root: str = "results",
+    clip: dict | None = None,
+    train: dict | None = None,
+    features: dict | None = None,
+    caption_config: dict | None = None,
+    dataset_options: dict | None = None,
+    vocab: str | None = None,
+    zero_shot: bool = True,
+    strict: bool = False,
+):
     "The `bacgcn.pipeline.ExperimentConfig` of one run of `run.ipynb` (see its parameters cell for each argument)."
     from bacgcn.pipeline import ExperimentConfig
+
     p = get_protocol(protocol)
     caps, recaps = caption_files(captions_dir or data_root, p.captions, captions_file, recaptions_file)
-    clip_d = deep_merge(dict(model_name=clip_model, pretrained=clip_pretrained, cache_dir=clip_cache_dir, image_size=image_size,
-                             dense=dense, device=device), clip)
-    if clip_d.get("model_name") in TINYCLIP_NAMES and clip_d.get("model_config") is None:   # the shipped tiny CLIP
+    clip_d = deep_merge(
+        dict(
+            model_name=clip_model,
+            pretrained=clip_pretrained,
+            cache_dir=clip_cache_dir,
+            image_size=image_size,
+            dense=dense,
+            device=device,
+        ),
+        clip,
+    )
+    if clip_d.get("model_name") in TINYCLIP_NAMES and clip_d.get("model_config") is None:  # the shipped tiny CLIP
         from bacgcn.tinyclip import tiny_clip_files
+
         f = tiny_clip_files()
-        clip_d.update(model_name="tinyclip-synth", model_config=str(f["config"]),
-                      pretrained=str(f["weights"]) if clip_d.get("pretrained") in (None, "openai") else clip_d["pretrained"])
-    train_d = deep_merge(dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, device=device), train)
+        clip_d.update(
+            model_name="tinyclip-synth",
+            model_config=str(f["config"]),
+            pretrained=str(f["weights"]) if clip_d.get("pretrained") in (None, "openai") else clip_d["pretrained"],
+        )
+    train_d = deep_merge(
+        dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, device=device), train
+    )
     if out_dir is None:
-        names = dict(clip_model=clip_model, clip_pretrained=clip_pretrained, image_size=image_size, dense=dense, epochs=epochs,
-                     reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, clip=clip, train=train)
-        out_dir = str(default_out_dir("run", dict(protocol=p.name, run_name=run_name, results_root=results_root, **names)))
+        names = dict(
+            clip_model=clip_model,
+            clip_pretrained=clip_pretrained,
+            image_size=image_size,
+            dense=dense,
+            epochs=epochs,
+            reso=reso,
+            reso_start_epoch=reso_start_epoch,
+            seed=seed,
+            clip=clip,
+            train=train,
+        )
+        out_dir = str(
+            default_out_dir("run", dict(protocol=p.name, run_name=run_name, results_root=results_root, **names))
+        )
     d = protocol_config(p, data_root, dataset_options)
-    if vocab is not None: d["vocab"] = vocab
-    return ExperimentConfig(**d, captions=str(caps), recaptions=None if recaps is None else str(recaps),
-                            caption_config=dict(caption_config or {}), clip=clip_d, features=dict(features or {}), train=train_d,
-                            cache_dir=str(cache_dir), out_dir=str(out_dir), zero_shot=zero_shot, strict=strict)
+    if vocab is not None:
+        d["vocab"] = vocab
+    return ExperimentConfig(
+        **d,
+        captions=str(caps),
+        recaptions=None if recaps is None else str(recaps),
+        caption_config=dict(caption_config or {}),
+        clip=clip_d,
+        features=dict(features or {}),
+        train=train_d,
+        cache_dir=str(cache_dir),
+        out_dir=str(out_dir),
+        zero_shot=zero_shot,
+        strict=strict,
+    )
 
 # %% ../nbs/15_experiments.ipynb #4b36b769
 def parse_value(text):
     "A command-line parameter value (see above); non-strings are returned as they are."
-    if not isinstance(text, str): return text
-    try: return json.loads(text)
-    except json.JSONDecodeError: pass
-    if text in ("True", "False"): return text == "True"
-    if text in ("None", "~"): return None
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if text in ("True", "False"):
+        return text == "True"
+    if text in ("None", "~"):
+        return None
     if text.lstrip()[:1] in ("[", "{"):
         import yaml
-        try: return yaml.safe_load(text)
-        except yaml.YAMLError as e: raise ValueError(f"parameter value {text!r} looks like a list or mapping but does not parse ({e})") from None
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(
+                f"parameter value {text!r} looks like a list or mapping but does not parse ({e})"
+            ) from None
     return text
+
 
 def parse_params(pairs) -> dict:
     "Nested parameter dict from `(key, value)` pairs (or a dict); dotted keys set fields of nested dicts."
     items = pairs.items() if isinstance(pairs, dict) else pairs
     out: dict = {}
     for pair in items or []:
-        if len(pair) != 2: raise ValueError(f"parameter {pair!r}: expected a key and a value")
+        if len(pair) != 2:
+            raise ValueError(f"parameter {pair!r}: expected a key and a value")
         key, value = str(pair[0]), parse_value(pair[1])
         *path, last = key.split(".")
         if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", k) for k in [*path, last]):
@@ -188,63 +376,105 @@ def parse_params(pairs) -> dict:
         d = out
         for i, k in enumerate(path):
             nxt = d.setdefault(k, {})
-            if not isinstance(nxt, dict): raise ValueError(f"parameter {key!r}: {'.'.join(path[:i + 1])!r} was given a value that is not a mapping")
+            if not isinstance(nxt, dict):
+                raise ValueError(
+                    f"parameter {key!r}: {'.'.join(path[: i + 1])!r} was given a value that is not a mapping"
+                )
             d = nxt
         d[last] = deep_merge(d[last], value) if isinstance(value, dict) and isinstance(d.get(last), dict) else value
-    if "" in out: raise ValueError("empty parameter name")
+    if "" in out:
+        raise ValueError("empty parameter name")
     return out
 
 # %% ../nbs/15_experiments.ipynb #364b5e4e
 def experiment_path(name: str | Path) -> Path:
     "The notebook of experiment `name` (`run`, `ablation`, `report`, or a path to an .ipynb)."
     p = Path(str(name)).expanduser()
-    if p.suffix == ".ipynb" and p.is_file(): return p
+    if p.suffix == ".ipynb" and p.is_file():
+        return p
     stem = p.name[:-6] if p.name.endswith(".ipynb") else p.name
     import bacgcn
+
     bases = [Path.cwd() / "experiments", Path(bacgcn.__file__).resolve().parent.parent / "experiments"]
     for b in bases:
-        if (b / f"{stem}.ipynb").is_file(): return b / f"{stem}.ipynb"
+        if (b / f"{stem}.ipynb").is_file():
+            return b / f"{stem}.ipynb"
     found = sorted({f.stem for b in bases if b.is_dir() for f in b.glob("*.ipynb")})
-    raise FileNotFoundError(f"experiment {str(name)!r} not found: looked for {stem}.ipynb in " + " and ".join(map(str, bases))
-                            + (f"; experiments there: {found}" if found else "; run from the repository folder (a clone) or give the notebook's path"))
+    raise FileNotFoundError(
+        f"experiment {str(name)!r} not found: looked for {stem}.ipynb in "
+        + " and ".join(map(str, bases))
+        + (
+            f"; experiments there: {found}"
+            if found
+            else "; run from the repository folder (a clone) or give the notebook's path"
+        )
+    )
+
 
 def notebook_parameters(path: str | Path) -> dict:
     "The default values of a notebook's `parameters` cell (those that are plain literals)."
     import papermill as pm
+
     out = {}
     for k, v in pm.inspect_notebook(str(path)).items():
-        try: out[k] = ast.literal_eval(v["default"])
-        except (ValueError, SyntaxError): pass
+        try:
+            out[k] = ast.literal_eval(v["default"])
+        except (ValueError, SyntaxError):
+            pass
     return out
 
 # %% ../nbs/15_experiments.ipynb #a4be51e0
 def resolve_out_dir(experiment: str | Path, params: dict, out_dir: str | Path | None = None) -> Path:
     "The output folder of a run of `experiment` with `params`."
-    if out_dir is not None: return Path(str(out_dir))
-    if params.get("out_dir"): return Path(str(params["out_dir"]))
+    if out_dir is not None:
+        return Path(str(out_dir))
+    if params.get("out_dir"):
+        return Path(str(params["out_dir"]))
     path = experiment_path(experiment)
     return default_out_dir(path.stem, {**notebook_parameters(path), **params})
 
+
 def _error_text(e: BaseException) -> str:
-    if hasattr(e, "ename") and hasattr(e, "evalue"):   # papermill.PapermillExecutionError
+    if hasattr(e, "ename") and hasattr(e, "evalue"):  # papermill.PapermillExecutionError
         return f"{e.ename}: {e.evalue} (cell {getattr(e, 'exec_count', '?')})"
     return f"{type(e).__name__}: {e}"
 
-def run_notebook(experiment: str | Path, params: dict | None = None, out_dir: str | Path | None = None, *,
-                 kernel_name: str = "python3", progress: bool = False, cwd: str | Path | None = None) -> Path:
+
+def run_notebook(
+    experiment: str | Path,
+    params: dict | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    kernel_name: str = "python3",
+    progress: bool = False,
+    cwd: str | Path | None = None,
+) -> Path:
     "Execute `experiment` with `params` into `<out_dir>/<experiment>.ipynb`; on failure write `<out_dir>/FAILED` and re-raise."
     import papermill as pm
-    path, params = experiment_path(experiment), json.loads(json.dumps(params or {}, default=str))   # plain values for papermill
+
+    path, params = (
+        experiment_path(experiment),
+        json.loads(json.dumps(params or {}, default=str)),
+    )  # plain values for papermill
     out = resolve_out_dir(path, params, out_dir)
     params["out_dir"] = str(out)
     out.mkdir(parents=True, exist_ok=True)
     target, failed = out / f"{path.stem}.ipynb", out / "FAILED"
     try:
-        pm.execute_notebook(str(path), str(target), parameters=params, kernel_name=kernel_name, progress_bar=progress,
-                            cwd=str(cwd or Path.cwd()), log_output=False)
-    except BaseException as e:   # KeyboardInterrupt too: the folder must say that it is incomplete
-        failed.write_text(f"{path.stem} failed at {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n{_error_text(e)}\n"
-                          f"executed notebook: {target}\nparameters: {json.dumps(params, default=str)}\n")
+        pm.execute_notebook(
+            str(path),
+            str(target),
+            parameters=params,
+            kernel_name=kernel_name,
+            progress_bar=progress,
+            cwd=str(cwd or Path.cwd()),
+            log_output=False,
+        )
+    except BaseException as e:  # KeyboardInterrupt too: the folder must say that it is incomplete
+        failed.write_text(
+            f"{path.stem} failed at {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n{_error_text(e)}\n"
+            f"executed notebook: {target}\nparameters: {json.dumps(params, default=str)}\n"
+        )
         raise
     failed.unlink(missing_ok=True)
     return target
@@ -254,88 +484,149 @@ def _ids_sample(ids) -> str:
     ids = sorted(ids)
     return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
 
+
 def read_caption_ids(path: str | Path, what: str = "captions") -> tuple[list[str] | None, list[Problem]]:
     "(image ids without the trailing dot, problems) of a caption file; ids None when the file cannot be used."
     path = Path(str(path)).expanduser()
-    if not path.is_file(): return None, [Problem(path, f"{what} file missing")]
-    try: d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: return None, [Problem(path, f"{what} file is not valid UTF-8 JSON ({e})")]
+    if not path.is_file():
+        return None, [Problem(path, f"{what} file missing")]
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, [Problem(path, f"{what} file is not valid UTF-8 JSON ({e})")]
     if not isinstance(d, dict):
-        return None, [Problem(path, f"{what} file holds a JSON {type(d).__name__}; expected an object {{\"<image id>.\": [caption, ...]}}")]
+        return None, [
+            Problem(
+                path,
+                f"{what} file holds a JSON {type(d).__name__}; expected an object {{\"<image id>.\": [caption, ...]}}",
+            )
+        ]
     bad = [k for k, v in d.items() if not (isinstance(v, list) and all(isinstance(s, str) for s in v))]
     empty = [k for k, v in d.items() if k not in bad and not any(s.strip() for s in v)]
     probs = []
-    if bad: probs.append(Problem(path, f"{len(bad)} entries are not lists of strings ({_ids_sample(bad)})"))
-    if empty: probs.append(Problem(path, f"{len(empty)} entries have no caption text ({_ids_sample(empty)})"))
+    if bad:
+        probs.append(Problem(path, f"{len(bad)} entries are not lists of strings ({_ids_sample(bad)})"))
+    if empty:
+        probs.append(Problem(path, f"{len(empty)} entries have no caption text ({_ids_sample(empty)})"))
     return [k[:-1] if k.endswith(".") else k for k in d], probs
 
-def compare_caption_ids(path: Path, caption_ids: list[str], image_ids: list[str], split: str, what: str = "captions") -> list[Problem]:
+
+def compare_caption_ids(
+    path: Path, caption_ids: list[str], image_ids: list[str], split: str, what: str = "captions"
+) -> list[Problem]:
     "Problems for training images without captions and caption ids that are not images of the split."
     have, want = set(caption_ids), set(image_ids)
     probs = []
-    if want - have: probs.append(Problem(path, f"{len(want - have)} of {len(want)} images of split {split!r} have no {what} ({_ids_sample(want - have)})"))
-    if have - want: probs.append(Problem(path, f"{len(have - want)} {what} ids are not images of split {split!r} ({_ids_sample(have - want)})"))
+    if want - have:
+        probs.append(
+            Problem(
+                path,
+                f"{len(want - have)} of {len(want)} images of split {split!r} have no {what} ({_ids_sample(want - have)})",
+            )
+        )
+    if have - want:
+        probs.append(
+            Problem(
+                path, f"{len(have - want)} {what} ids are not images of split {split!r} ({_ids_sample(have - want)})"
+            )
+        )
     return probs
 
 # %% ../nbs/15_experiments.ipynb #8ecf4c86
 def _layout(p: Protocol, root: Path, split: str, options: dict | None = None):
     "(problems, dataset or None) of one split of protocol `p` at `root` (reader `options` over the protocol's)."
     from bacgcn.data import check_layout, load_dataset
+
     kw = {**p.dataset_options, **(options or {})}
     target, s = root, split
     if p.dataset == "labels":
         vocab = root / p.vocab if p.vocab else None
-        if vocab is not None and not vocab.is_file(): return [Problem(vocab, "vocabulary file missing")], None
+        if vocab is not None and not vocab.is_file():
+            return [Problem(vocab, "vocabulary file missing")], None
         kw.update(class_names=str(vocab), image_root=str(root / (p.image_root or "")))
         target, s = root / split, None
     probs = check_layout(p.dataset, target, s, **kw)
-    try: return probs, load_dataset(p.dataset, target, s, **kw)   # ids are known even when images are missing
-    except (OSError, ValueError): return probs, None
+    try:
+        return probs, load_dataset(p.dataset, target, s, **kw)  # ids are known even when images are missing
+    except (OSError, ValueError):
+        return probs, None
 
-def inspect_data(dataset: str, root: str | Path, captions: str | Path | None = None, split: str | None = None,
-                 recaptions: str | Path | None = None, dataset_options: dict | None = None) -> tuple[list[Problem], dict]:
+
+def inspect_data(
+    dataset: str,
+    root: str | Path,
+    captions: str | Path | None = None,
+    split: str | None = None,
+    recaptions: str | Path | None = None,
+    dataset_options: dict | None = None,
+) -> tuple[list[Problem], dict]:
     "(problems, {split: MultiLabelDataset}) of `check_data`; the datasets of the splits that could be read."
     p, root = get_protocol(dataset), Path(str(root)).expanduser()
     probs, found = [], {}
-    for s in ([split] if split else [p.train_split, p.test_split]):
+    for s in [split] if split else [p.train_split, p.test_split]:
         got, ds = _layout(p, root, s, dataset_options)
         probs += [x for x in got if x not in probs]
-        if ds is not None: found[s] = ds
+        if ds is not None:
+            found[s] = ds
     if captions is not None:
         caps = Path(str(captions)).expanduser()
-        if caps.is_dir(): caps, recaptions = caption_files(caps, p.captions, None, None if recaptions is None else str(recaptions))
+        if caps.is_dir():
+            caps, recaptions = caption_files(caps, p.captions, None, None if recaptions is None else str(recaptions))
         train, seen = split or p.train_split, {}
-        for path, what in [(caps, "captions"), (None if recaptions is None else Path(str(recaptions)).expanduser(), "re-captions")]:
-            if path is None: continue
+        for path, what in [
+            (caps, "captions"),
+            (None if recaptions is None else Path(str(recaptions)).expanduser(), "re-captions"),
+        ]:
+            if path is None:
+                continue
             ids, got = read_caption_ids(path, what)
             probs += got
-            if ids is not None and train in found: probs += compare_caption_ids(path, ids, found[train].image_ids, train, what)
-            if ids is not None: seen[what] = set(ids)
-        if len(seen) == 2 and seen["captions"] != seen["re-captions"]:   # read_captions refuses such a pair
+            if ids is not None and train in found:
+                probs += compare_caption_ids(path, ids, found[train].image_ids, train, what)
+            if ids is not None:
+                seen[what] = set(ids)
+        if len(seen) == 2 and seen["captions"] != seen["re-captions"]:  # read_captions refuses such a pair
             only_c, only_r = seen["captions"] - seen["re-captions"], seen["re-captions"] - seen["captions"]
-            probs.append(Problem(Path(str(recaptions)).expanduser(),
-                                 f"the captions and re-captions files disagree: {len(only_c)} ids only in the captions"
-                                 f"{' (' + _ids_sample(only_c) + ')' if only_c else ''}, {len(only_r)} only in the re-captions"
-                                 f"{' (' + _ids_sample(only_r) + ')' if only_r else ''}"))
+            probs.append(
+                Problem(
+                    Path(str(recaptions)).expanduser(),
+                    f"the captions and re-captions files disagree: {len(only_c)} ids only in the captions"
+                    f"{' (' + _ids_sample(only_c) + ')' if only_c else ''}, {len(only_r)} only in the re-captions"
+                    f"{' (' + _ids_sample(only_r) + ')' if only_r else ''}",
+                )
+            )
     return probs, found
 
-def check_data(dataset: str, root: str | Path, captions: str | Path | None = None, split: str | None = None,
-               recaptions: str | Path | None = None, dataset_options: dict | None = None) -> list[Problem]:
+
+def check_data(
+    dataset: str,
+    root: str | Path,
+    captions: str | Path | None = None,
+    split: str | None = None,
+    recaptions: str | Path | None = None,
+    dataset_options: dict | None = None,
+) -> list[Problem]:
     """Everything missing or malformed for protocol/dataset `dataset` at `root`: both splits (or `split`), and the
     caption files (`captions`: a file, or a folder holding `<stem>_captions.json` [+ `<stem>_re_captions.json`]).
     `dataset_options`: reader keywords over the protocol's (e.g. COCO's `image_dir`)."""
     return inspect_data(dataset, root, captions, split, recaptions, dataset_options)[0]
 
+
 _NON_BLOCKING = (r"\d+ of \d+ image files missing", r"have no (re-)?captions", r"ids are not images of split")
+
 
 def blocking_problems(problems: list[Problem]) -> list[Problem]:
     "The problems that stop a run; missing images (left out and counted) and caption ids that differ from the split's (reported) do not."
     return [p for p in problems if not any(re.search(r, p.what) for r in _NON_BLOCKING)]
 
+
 def format_problems(problems: list[Problem]) -> str:
     "One line per problem, with the path expected or at fault."
-    if not problems: return "no problems found"
-    return f"{len(problems)} problem{'s' * (len(problems) != 1)}:\n" + "\n".join(f"  - {p.path}: {p.what}" for p in problems)
+    if not problems:
+        return "no problems found"
+    return f"{len(problems)} problem{'s' * (len(problems) != 1)}:\n" + "\n".join(
+        f"  - {p.path}: {p.what}" for p in problems
+    )
 
 # %% ../nbs/15_experiments.ipynb #984546d7
 def cli_run(experiment: str, params_pairs, out: str | None = None) -> int:
@@ -344,23 +635,32 @@ def cli_run(experiment: str, params_pairs, out: str | None = None) -> int:
     path = experiment_path(experiment)
     out_dir = resolve_out_dir(path, params, out)
     print(f"bacgcn run: {path} -> {out_dir}", flush=True)
-    try: nb = run_notebook(path, params, out_dir)
+    try:
+        nb = run_notebook(path, params, out_dir)
     except Exception as e:
-        print(f"bacgcn run: {path.stem} failed: {_error_text(e)}\n  marked {out_dir / 'FAILED'}; executed notebook: {out_dir / (path.stem + '.ipynb')}",
-              file=sys.stderr)
+        print(
+            f"bacgcn run: {path.stem} failed: {_error_text(e)}\n  marked {out_dir / 'FAILED'}; executed notebook: {out_dir / (path.stem + '.ipynb')}",
+            file=sys.stderr,
+        )
         return 1
     print(f"bacgcn run: done; executed notebook {nb}")
     return 0
 
-def cli_check_data(dataset: str, data_root: str, captions: str | None = None, recaptions: str | None = None,
-                   split: str | None = None) -> int:
+
+def cli_check_data(
+    dataset: str, data_root: str, captions: str | None = None, recaptions: str | None = None, split: str | None = None
+) -> int:
     "`bacgcn check-data DATASET --data-root R [--captions F|DIR] [--recaptions F] [--split S]`: 0 when nothing is missing, else 1."
     p = get_protocol(dataset)
     probs, found = inspect_data(dataset, data_root, captions, split, recaptions)
     print(f"protocol {p.name}: {p.description}")
     for s, ds in found.items():
         expected = {p.train_split: p.n_train, p.test_split: p.n_test}.get(s)
-        note = "" if expected is None else (" (as the protocol expects)" if expected == len(ds) else f" (the protocol expects {expected:,})")
+        note = (
+            ""
+            if expected is None
+            else (" (as the protocol expects)" if expected == len(ds) else f" (the protocol expects {expected:,})")
+        )
         print(f"  split {s}: {len(ds):,} images{note}")
     print(format_problems(probs))
     return 1 if probs else 0
@@ -368,124 +668,241 @@ def cli_check_data(dataset: str, data_root: str, captions: str | None = None, re
 # %% ../nbs/15_experiments.ipynb #92498077
 COMPONENTS = ("backgrounds", "masked globals", "graph edges", "local branch", "global branch", "ReSO")
 
+
 @dataclass(frozen=True)
 class Ablation:
     "One variant of the ablation grid: `train` overrides `TrainConfig`; `off` lists the components it removes."
+
     name: str
     description: str
     train: dict
     off: tuple = ()
 
     @property
-    def components(self) -> dict: return {c: c not in self.off for c in COMPONENTS}
+    def components(self) -> dict:
+        return {c: c not in self.off for c in COMPONENTS}
 
-ABLATIONS = {a.name: a for a in [
-    Ablation("full", "BAC-GCN with every component", {}),
-    Ablation("no_reso", "without ReSO (no small-object crops)", {"reso": False}, ("ReSO",)),
-    Ablation("no_backgrounds", "without background categories (nodes and targets)", {"use_backgrounds": False}, ("backgrounds",)),
-    Ablation("no_masking", "global node g instead of the masked g^H, g^Hc", {"model": {"use_global_masking": False}}, ("masked globals",)),
-    Ablation("no_graph", "CLIP-GCN without edges (identity adjacency)", {"graph": {"identity": True}}, ("graph edges",)),
-    Ablation("global_only", "global logits only (no Similarity Kernel, no CLIP-GCN)", {"model": {"use_local": False}}, ("local branch",)),
-    Ablation("local_only", "local (Kernel + CLIP-GCN) logits only", {"model": {"use_global": False}}, ("global branch",)),
-]}
+
+ABLATIONS = {
+    a.name: a
+    for a in [
+        Ablation("full", "BAC-GCN with every component", {}),
+        Ablation("no_reso", "without ReSO (no small-object crops)", {"reso": False}, ("ReSO",)),
+        Ablation(
+            "no_backgrounds",
+            "without background categories (nodes and targets)",
+            {"use_backgrounds": False},
+            ("backgrounds",),
+        ),
+        Ablation(
+            "no_masking",
+            "global node g instead of the masked g^H, g^Hc",
+            {"model": {"use_global_masking": False}},
+            ("masked globals",),
+        ),
+        Ablation(
+            "no_graph", "CLIP-GCN without edges (identity adjacency)", {"graph": {"identity": True}}, ("graph edges",)
+        ),
+        Ablation(
+            "global_only",
+            "global logits only (no Similarity Kernel, no CLIP-GCN)",
+            {"model": {"use_local": False}},
+            ("local branch",),
+        ),
+        Ablation(
+            "local_only", "local (Kernel + CLIP-GCN) logits only", {"model": {"use_global": False}}, ("global branch",)
+        ),
+    ]
+}
+
 
 def ablation_table(maps: dict) -> "pd.DataFrame":
     "Variants (name -> mAP in [0, 1]) as a table: components on/off, mAP (%), change against `full` (points)."
     import pandas as pd
+
     full = maps.get("full")
     rows = []
     for name, m in maps.items():
         a = ABLATIONS[name]
-        rows.append({"variant": name, "description": a.description, **{c: "✓" if on else "–" for c, on in a.components.items()},
-                     "mAP": round(100 * m, 2), "Δ vs full": None if full is None else round(100 * (m - full), 2)})
+        rows.append(
+            {
+                "variant": name,
+                "description": a.description,
+                **{c: "✓" if on else "–" for c, on in a.components.items()},
+                "mAP": round(100 * m, 2),
+                "Δ vs full": None if full is None else round(100 * (m - full), 2),
+            }
+        )
     return pd.DataFrame(rows).set_index("variant")
 
 # %% ../nbs/15_experiments.ipynb #59db8c26
 @dataclass(frozen=True)
 class Reported:
     "mAP (%) a paper reports, per main-table column."
+
     method: str
     values: dict
     source: str
 
+
 REPORTED = [
-    Reported("BAC-GCN", {"VOC2007": 93.0, "VOC2012": 93.2, "COCO2014": 72.2, "NUS-WIDE": 48.8},
-             "Jo, Kim and Park, ACM MM 2025; official README, github.com/yonghyeonjo46/BAC-GCN"),
-    Reported("CDUL", {"VOC2007": 89.0, "VOC2012": 88.6, "COCO2014": 69.2, "NUS-WIDE": 44.0},
-             "Abdelfattah et al., ICCV 2023, as listed in the BAC-GCN paper and README"),
-    Reported("TagCLIP", {"VOC2007": 92.8, "COCO2014": 68.8},
-             "Lin et al., AAAI 2024, as listed in the BAC-GCN paper and README"),
-    Reported("PIAA", {"VOC2007": 92.5, "VOC2012": 92.2, "COCO2014": 74.6, "NUS-WIDE": 50.6},
-             "PIAA, ICML 2026, best variant per column"),
+    Reported(
+        "BAC-GCN",
+        {"VOC2007": 93.0, "VOC2012": 93.2, "COCO2014": 72.2, "NUS-WIDE": 48.8},
+        "Jo, Kim and Park, ACM MM 2025; official README, github.com/yonghyeonjo46/BAC-GCN",
+    ),
+    Reported(
+        "CDUL",
+        {"VOC2007": 89.0, "VOC2012": 88.6, "COCO2014": 69.2, "NUS-WIDE": 44.0},
+        "Abdelfattah et al., ICCV 2023, as listed in the BAC-GCN paper and README",
+    ),
+    Reported(
+        "TagCLIP",
+        {"VOC2007": 92.8, "COCO2014": 68.8},
+        "Lin et al., AAAI 2024, as listed in the BAC-GCN paper and README",
+    ),
+    Reported(
+        "PIAA",
+        {"VOC2007": 92.5, "VOC2012": 92.2, "COCO2014": 74.6, "NUS-WIDE": 50.6},
+        "PIAA, ICML 2026, best variant per column",
+    ),
 ]
-TABLE_COLUMNS = {"VOC2007": "voc2007", "VOC2012": "voc2012", "COCO2014": "coco2014", "NUS-WIDE": "nuswide", "synthetic": "synthetic"}
-METHOD_LABELS = {"zeroshot_clip_global": "CLIP zero-shot, global g", "zeroshot_clip_local": "CLIP zero-shot, best patch",
-                 "zeroshot_masked_global": "CLIP zero-shot, max(g, g^H, g^Hc)", "zeroshot_cdul": "CDUL-style global-local zero-shot",
-                 "bacgcn": "BAC-GCN (this implementation)"}
+TABLE_COLUMNS = {
+    "VOC2007": "voc2007",
+    "VOC2012": "voc2012",
+    "COCO2014": "coco2014",
+    "NUS-WIDE": "nuswide",
+    "synthetic": "synthetic",
+}
+METHOD_LABELS = {
+    "zeroshot_clip_global": "CLIP zero-shot, global g",
+    "zeroshot_clip_local": "CLIP zero-shot, best patch",
+    "zeroshot_masked_global": "CLIP zero-shot, max(g, g^H, g^Hc)",
+    "zeroshot_cdul": "CDUL-style global-local zero-shot",
+    "bacgcn": "BAC-GCN (this implementation)",
+}
 NOT_RUN, NOT_REPORTED = "not run", "–"
 
 # %% ../nbs/15_experiments.ipynb #67c6fb56
-RESULT_COLUMNS = ["protocol", "table", "experiment", "variant", "run", "method", "mAP", "CF1", "OF1", "n_train", "n_test",
-                  "clip", "seed", "device", "data_root", "status", "error", "path", "modified"]
+RESULT_COLUMNS = [
+    "protocol",
+    "table",
+    "experiment",
+    "variant",
+    "run",
+    "method",
+    "mAP",
+    "CF1",
+    "OF1",
+    "n_train",
+    "n_test",
+    "clip",
+    "seed",
+    "device",
+    "data_root",
+    "status",
+    "error",
+    "path",
+    "modified",
+]
+
 
 def _protocol_of(m: dict, rel: Path) -> str:
-    if m.get("protocol"): return str(m["protocol"])
+    if m.get("protocol"):
+        return str(m["protocol"])
     for part in rel.parts:
-        if part in PROTOCOLS or part in _ALIASES: return _ALIASES.get(part, part)   # results/synth/: `bacgcn demo`
+        if part in PROTOCOLS or part in _ALIASES:
+            return _ALIASES.get(part, part)  # results/synth/: `bacgcn demo`
     ds = str(m.get("dataset", ""))
     return "synthetic" if ds == "labels" else ds
+
 
 def collect_results(results_root: str | Path):
     "One row per (run folder, method) of every `metrics.json` under `results_root`, plus failed folders (pandas DataFrame)."
     import pandas as pd
+
     root, rows = Path(str(results_root)), []
-    folders = sorted({f.parent for f in root.rglob("metrics.json")} | {f.parent for f in root.rglob("FAILED")}) if root.is_dir() else []
-    folders = [f for f in folders if f != root]   # a failed report marks the root itself
+    folders = (
+        sorted({f.parent for f in root.rglob("metrics.json")} | {f.parent for f in root.rglob("FAILED")})
+        if root.is_dir()
+        else []
+    )
+    folders = [f for f in folders if f != root]  # a failed report marks the root itself
     for folder in folders:
         rel, f = folder.relative_to(root), folder / "metrics.json"
-        failed = (folder / "FAILED").read_text(errors="replace").splitlines()[1:2] if (folder / "FAILED").exists() else None
-        try: m = json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as e: m, failed = {}, failed or [f"unreadable metrics.json ({e})"]
-        proto, data = _protocol_of(m, rel), m.get("data") or {}            # `data`, `model`: the synthetic benchmark's schema
+        failed = (
+            (folder / "FAILED").read_text(errors="replace").splitlines()[1:2] if (folder / "FAILED").exists() else None
+        )
+        try:
+            m = json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            m, failed = {}, failed or [f"unreadable metrics.json ({e})"]
+        proto, data = _protocol_of(m, rel), m.get("data") or {}  # `data`, `model`: the synthetic benchmark's schema
         clip = m.get("clip") or (m.get("model") or {}).get("clip") or {}
-        base = dict(protocol=proto, table=PROTOCOLS[proto].table if proto in PROTOCOLS else proto, experiment=m.get("experiment", "run"),
-                    variant=m.get("variant"), run=m.get("run", folder.name), n_train=m.get("n_train", data.get("n_train")),
-                    n_test=m.get("n_test", data.get("n_test")), clip=clip.get("model_name"), seed=m.get("seed"), device=m.get("device"),
-                    data_root=data.get("data_root", m.get("data_root")),
-                    status="failed" if failed is not None else "ok", error=(failed or [None])[0] if failed is not None else None,
-                    path=str(rel), modified=(f if f.exists() else folder / "FAILED").stat().st_mtime)
+        base = dict(
+            protocol=proto,
+            table=PROTOCOLS[proto].table if proto in PROTOCOLS else proto,
+            experiment=m.get("experiment", "run"),
+            variant=m.get("variant"),
+            run=m.get("run", folder.name),
+            n_train=m.get("n_train", data.get("n_train")),
+            n_test=m.get("n_test", data.get("n_test")),
+            clip=clip.get("model_name"),
+            seed=m.get("seed"),
+            device=m.get("device"),
+            data_root=data.get("data_root", m.get("data_root")),
+            status="failed" if failed is not None else "ok",
+            error=(failed or [None])[0] if failed is not None else None,
+            path=str(rel),
+            modified=(f if f.exists() else folder / "FAILED").stat().st_mtime,
+        )
         methods = m.get("methods") or {}
-        if not methods: rows.append({**base, "method": None, "mAP": np.nan, "CF1": np.nan, "OF1": np.nan})
+        if not methods:
+            rows.append({**base, "method": None, "mAP": np.nan, "CF1": np.nan, "OF1": np.nan})
         for name, v in methods.items():
-            rows.append({**base, "method": name, "mAP": v.get("mAP", np.nan), "CF1": v.get("CF1", np.nan), "OF1": v.get("OF1", np.nan)})
+            rows.append(
+                {
+                    **base,
+                    "method": name,
+                    "mAP": v.get("mAP", np.nan),
+                    "CF1": v.get("CF1", np.nan),
+                    "OF1": v.get("OF1", np.nan),
+                }
+            )
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 # %% ../nbs/15_experiments.ipynb #aecd1f6c
 def table_values(results, columns: dict | None = None):
     "Long table (method, kind, column, mAP in %, run path) of the measured cells: latest ok `run` per protocol."
     import pandas as pd
+
     columns = TABLE_COLUMNS if columns is None else columns
     ok = results[(results["status"] == "ok") & (results["experiment"] == "run") & results["method"].notna()]
     rows = []
     for col, proto in columns.items():
         sel = ok[ok["protocol"] == proto]
-        if sel.empty: continue
+        if sel.empty:
+            continue
         latest = sel[sel["path"] == sel.sort_values("modified")["path"].iloc[-1]]
         for _, r in latest.iterrows():
             rows.append(dict(method=r["method"], kind="measured", column=col, mAP=100 * float(r["mAP"]), run=r["path"]))
     return pd.DataFrame(rows, columns=["method", "kind", "column", "mAP", "run"])
 
+
 def main_table(results, columns: dict | None = None, reported: list[Reported] | None = None, digits: int = 1):
     "The main table as strings: measured methods ('not run' where no run), then the reported rows ('–' where not reported)."
     import pandas as pd
+
     columns = TABLE_COLUMNS if columns is None else columns
     reported = REPORTED if reported is None else reported
     vals = table_values(results, columns)
     fmt = lambda v: f"{v:.{digits}f}"
     rows = {}
-    for m in METHOD_LABELS:   # other methods of a metrics.json (e.g. the demo's ablations) stay out of the main table
+    for m in METHOD_LABELS:  # other methods of a metrics.json (e.g. the demo's ablations) stay out of the main table
         got = vals[vals["method"] == m].set_index("column")["mAP"]
-        rows[METHOD_LABELS.get(m, m)] = {c: fmt(got[c]) if c in got.index and not math.isnan(got[c]) else NOT_RUN for c in columns}
+        rows[METHOD_LABELS.get(m, m)] = {
+            c: fmt(got[c]) if c in got.index and not math.isnan(got[c]) else NOT_RUN for c in columns
+        }
     for r in reported:
         rows[f"{r.method} (reported)"] = {c: fmt(r.values[c]) if c in r.values else NOT_REPORTED for c in columns}
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns)).rename_axis("method")
@@ -495,14 +912,18 @@ def to_markdown(df, index: bool = True) -> str:
     "A pandas DataFrame as a GitHub markdown table (cells as strings; NaN as empty)."
     head = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
     cell = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).replace("|", "\\|")
-    body = [([cell(i)] if index else []) + [cell(v) for v in row] for i, row in zip(df.index, df.itertuples(index=False))]
+    body = [
+        ([cell(i)] if index else []) + [cell(v) for v in row] for i, row in zip(df.index, df.itertuples(index=False))
+    ]
     return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *body]) + "\n"
 
 # %% ../nbs/15_experiments.ipynb #23207cd9
 def plot_map_history(history: list[dict], ax=None, title: str | None = None):
     "Test mAP (%) per epoch; epochs trained with ReSO crops shaded, the switch marked."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(4.2, 2.8))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 2.8))
     ep = [h["epoch"] for h in history]
     ax.plot(ep, [100 * h.get("mAP", np.nan) for h in history], marker="o", color="tab:blue", label="test mAP")
     on = [h["epoch"] for h in history if h.get("reso")]
@@ -510,69 +931,122 @@ def plot_map_history(history: list[dict], ax=None, title: str | None = None):
         ax.axvspan(min(on) - 0.5, max(on) + 0.5, color="tab:orange", alpha=0.15, label="ReSO on")
         ax.axvline(min(on) - 0.5, color="tab:orange", ls="--", lw=1)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    ax.set_xlabel("epoch"); ax.set_ylabel("mAP (%)"); ax.legend(fontsize=8, loc="lower right")
-    if title: ax.set_title(title, fontsize=9)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mAP (%)")
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
     return ax
 
-def plot_per_class_ap(ap: dict, ax=None, compare: dict | None = None, labels: tuple = ("BAC-GCN", "zero-shot"), top: int | None = None):
+
+def plot_per_class_ap(
+    ap: dict, ax=None, compare: dict | None = None, labels: tuple = ("BAC-GCN", "zero-shot"), top: int | None = None
+):
     "Horizontal bars of AP (%) per class, best first (classes without positives left out); `compare` drawn as dots."
     import matplotlib.pyplot as plt
-    items = sorted(((c, 100 * a) for c, a in ap.items() if a is not None and not math.isnan(a)), key=lambda x: -x[1])[:top]
-    if ax is None: _, ax = plt.subplots(figsize=(4.2, 0.2 * len(items) + 1))
+
+    items = sorted(((c, 100 * a) for c, a in ap.items() if a is not None and not math.isnan(a)), key=lambda x: -x[1])[
+        :top
+    ]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 0.2 * len(items) + 1))
     names = [c for c, _ in items][::-1]
     ax.barh(names, [a for _, a in items][::-1], color="tab:blue", label=labels[0])
     if compare:
-        ax.scatter([100 * (compare.get(c) if compare.get(c) is not None else np.nan) for c in names], names, color="k", s=10, zorder=3, label=labels[1])
+        ax.scatter(
+            [100 * (compare.get(c) if compare.get(c) is not None else np.nan) for c in names],
+            names,
+            color="k",
+            s=10,
+            zorder=3,
+            label=labels[1],
+        )
         ax.legend(fontsize=7, loc="lower right")
-    ax.set_xlabel("AP (%)"); ax.set_xlim(0, 100); ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("AP (%)")
+    ax.set_xlim(0, 100)
+    ax.tick_params(axis="y", labelsize=7)
     return ax
+
 
 def clip_view(path, size: int) -> np.ndarray:
     "The image as CLIP's preprocessing frames it (shorter side to `size`, centre crop), (size, size, 3) in [0, 1]."
     from PIL import Image
+
     im = Image.open(path).convert("RGB")
     s = size / min(im.size)
     im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BICUBIC)
     l, t = (im.width - size) // 2, (im.height - size) // 2
     return np.asarray(im.crop((l, t, l + size, t + size)), dtype=np.float32) / 255
 
+
 def plot_similarity_overlay(image: np.ndarray, sim: np.ndarray, grid: tuple[int, int], ax=None, title: str = ""):
     "A similarity map `sim` (N = gh*gw patches) upsampled to the image and drawn over it."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(2.2, 2.2))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.2, 2.2))
     H, W = image.shape[:2]
     m = np.asarray(sim, dtype=float).reshape(grid)
-    ax.imshow(image); ax.imshow(m, cmap="jet", alpha=0.45, extent=(0, W, H, 0), interpolation="bilinear")
-    ax.set_title(title, fontsize=8); ax.axis("off")
+    ax.imshow(image)
+    ax.imshow(m, cmap="jet", alpha=0.45, extent=(0, W, H, 0), interpolation="bilinear")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
     return ax
+
 
 def plot_reported_vs_measured(results, columns: dict | None = None, reported: list[Reported] | None = None, ax=None):
     "Grouped bars (seaborn) of the measured BAC-GCN and baselines next to the reported numbers, per column."
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
+
     columns = TABLE_COLUMNS if columns is None else columns
     reported = REPORTED if reported is None else reported
     vals = table_values(results, columns)
     vals = vals[vals["method"].isin(list(METHOD_LABELS))]
     vals = vals.assign(label=[METHOD_LABELS[m] for m in vals["method"]])
-    rep = pd.DataFrame([dict(label=f"{r.method} (reported)", column=c, mAP=v) for r in reported for c, v in r.values.items() if c in columns])
+    rep = pd.DataFrame(
+        [
+            dict(label=f"{r.method} (reported)", column=c, mAP=v)
+            for r in reported
+            for c, v in r.values.items()
+            if c in columns
+        ]
+    )
     df = pd.concat([vals[["label", "column", "mAP"]], rep], ignore_index=True)
-    if ax is None: _, ax = plt.subplots(figsize=(1.6 * len(columns) + 2, 3.2))
-    if len(df): sns.barplot(df, x="column", y="mAP", hue="label", order=list(columns), ax=ax)
-    ax.set_xlabel(""); ax.set_ylabel("mAP (%)"); ax.set_ylim(0, 100)
-    if len(df): ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * len(columns) + 2, 3.2))
+    if len(df):
+        sns.barplot(df, x="column", y="mAP", hue="label", order=list(columns), ax=ax)
+    ax.set_xlabel("")
+    ax.set_ylabel("mAP (%)")
+    ax.set_ylim(0, 100)
+    if len(df):
+        ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     return ax
 
 # %% ../nbs/15_experiments.ipynb #8f6c9f52
-def runtime_estimate(n_train: int, n_test: int, *, epochs: int = 16, image_size: int = 224, passes: int = 3,
-                     passes_per_s: float = 3500.0, decode_per_s: float = 1000.0, crops_per_image: float = 1.0,
-                     read_gb_per_s: float = 1.5, patch_dim: int = 512, patch_size: int = 16) -> dict:
+def runtime_estimate(
+    n_train: int,
+    n_test: int,
+    *,
+    epochs: int = 16,
+    image_size: int = 224,
+    passes: int = 3,
+    passes_per_s: float = 3500.0,
+    decode_per_s: float = 1000.0,
+    crops_per_image: float = 1.0,
+    read_gb_per_s: float = 1.5,
+    patch_dim: int = 512,
+    patch_size: int = 16,
+) -> dict:
     "Estimated seconds per stage on one GPU under the assumptions above (not a measurement)."
-    scale = (image_size / 224) ** 2                          # patches, hence FLOPs per pass, grow with the area
-    rate = lambda n_passes: min(passes_per_s / scale / n_passes, decode_per_s)   # images per second
+    scale = (image_size / 224) ** 2  # patches, hence FLOPs per pass, grow with the area
+    rate = lambda n_passes: min(passes_per_s / scale / n_passes, decode_per_s)  # images per second
     n_patches = (image_size // patch_size) ** 2
     gb_per_image = n_patches * patch_dim * 2 / 1e9
-    return {"features (train + test)": (n_train + n_test) / rate(passes),
-            "ReSO crops": crops_per_image * n_train / rate(passes),
-            "training + per-epoch evaluation": epochs * (n_train + n_test) * gb_per_image / read_gb_per_s}
+    return {
+        "features (train + test)": (n_train + n_test) / rate(passes),
+        "ReSO crops": crops_per_image * n_train / rate(passes),
+        "training + per-epoch evaluation": epochs * (n_train + n_test) * gb_per_image / read_gb_per_s,
+    }

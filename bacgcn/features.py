@@ -35,46 +35,62 @@ ARRAY_NAMES = ("patches", "global", "g_h", "g_hc", "attn")
 IDENTITY_FIELDS = ("model_name", "weights_sha256", "image_size", "dense", "rho")  # a cache is reused only if all agree
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 
+
 @dataclass
 class FeatureConfig:
     "How to run the extraction. Accepts a dict too (`FeatureConfig.from_any`)."
-    batch_size: int = 64          # images per backbone call
-    num_workers: int = min(4, os.cpu_count() or 1)  # DataLoader worker processes decoding images (0: in the main process)
-    chunk_size: int = 1024        # images per resumable unit; a resumed cache keeps the chunk size it was made with
-    dtype: str = "float16"        # stored precision: "float16" (default) or "float32"
-    alpha_background: str | tuple = "white"  # colour under transparent pixels: "white", "black", "mean" (CLIP's mean) or (r, g, b)
+
+    batch_size: int = 64  # images per backbone call
+    num_workers: int = min(
+        4, os.cpu_count() or 1
+    )  # DataLoader worker processes decoding images (0: in the main process)
+    chunk_size: int = 1024  # images per resumable unit; a resumed cache keeps the chunk size it was made with
+    dtype: str = "float16"  # stored precision: "float16" (default) or "float32"
+    alpha_background: str | tuple = (
+        "white"  # colour under transparent pixels: "white", "black", "mean" (CLIP's mean) or (r, g, b)
+    )
     pin_memory: bool | None = None  # None: pinned batches when the backbone is on CUDA
 
     def __post_init__(self):
         for k in ("batch_size", "chunk_size"):
-            if int(getattr(self, k)) < 1: raise ValueError(f"{k}={getattr(self, k)}: must be at least 1")
-        if self.num_workers < 0: raise ValueError(f"num_workers={self.num_workers}: must be >= 0")
-        if self.dtype not in ("float16", "float32"): raise ValueError(f"dtype={self.dtype!r}: choose 'float16' or 'float32'")
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"{k}={getattr(self, k)}: must be at least 1")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers}: must be >= 0")
+        if self.dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype={self.dtype!r}: choose 'float16' or 'float32'")
         if isinstance(self.alpha_background, str) and self.alpha_background not in (*BACKGROUNDS, "mean"):
-            raise ValueError(f"alpha_background={self.alpha_background!r}: choose 'white', 'black', 'mean' or an (r, g, b) tuple")
+            raise ValueError(
+                f"alpha_background={self.alpha_background!r}: choose 'white', 'black', 'mean' or an (r, g, b) tuple"
+            )
 
     @classmethod
     def from_any(cls, cfg: FeatureConfig | dict | None = None, **overrides) -> FeatureConfig:
         return as_config(cls, cfg, **overrides)
 
+
 def background_rgb(background: str | tuple, mean: tuple | None = None) -> tuple[int, int, int]:
     "The RGB colour (0-255) that `alpha_background` names; 'mean' needs the backbone's normalisation mean."
     if isinstance(background, str):
         if background == "mean":
-            if mean is None: raise ValueError("alpha_background='mean' needs the backbone's normalisation mean")
+            if mean is None:
+                raise ValueError("alpha_background='mean' needs the backbone's normalisation mean")
             return tuple(int(round(255 * m)) for m in mean)
         return BACKGROUNDS[background]
     rgb = tuple(int(c) for c in background)
-    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb): raise ValueError(f"alpha_background={background!r}: need three values in 0..255")
+    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+        raise ValueError(f"alpha_background={background!r}: need three values in 0..255")
     return rgb
 
 # %% ../nbs/06_features.ipynb #47297814
 class ImageReadError(ValueError):
     "An image file that cannot be used; the message is the reason recorded in the cache manifest."
 
+
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     "An 8-bit RGB copy of `img`; alpha (or a transparency key) is composited over `background`."
-    if img.mode == "RGB" and "transparency" not in img.info: return img.copy()
+    if img.mode == "RGB" and "transparency" not in img.info:
+        return img.copy()
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16/32-bit grayscale
         a = np.asarray(img, dtype=np.float64)
         scale = 257.0 if a.max() > 255 else (1 / 255 if img.mode == "F" and a.max() <= 1 else 1.0)
@@ -84,20 +100,28 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba).convert("RGB")
     return img.convert("RGB")
 
+
 def read_image(path, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     "Decode the image at `path` fully and convert it to RGB; `ImageReadError` says why it cannot be used."
-    if path is None: raise ImageReadError("missing: no path given for this image")
+    if path is None:
+        raise ImageReadError("missing: no path given for this image")
     p = Path(path)
-    if not p.exists(): raise ImageReadError(f"missing: {p} does not exist")
-    if not p.is_file(): raise ImageReadError(f"unreadable: {p} is not a file")
-    if p.stat().st_size == 0: raise ImageReadError(f"empty: {p} has 0 bytes")
+    if not p.exists():
+        raise ImageReadError(f"missing: {p} does not exist")
+    if not p.is_file():
+        raise ImageReadError(f"unreadable: {p} is not a file")
+    if p.stat().st_size == 0:
+        raise ImageReadError(f"empty: {p} has 0 bytes")
     try:
         with Image.open(p) as im:
             im.load()  # decode every byte now, so truncation is detected here
-            if im.width == 0 or im.height == 0: raise ImageReadError(f"empty: {p} has size {im.size}")
+            if im.width == 0 or im.height == 0:
+                raise ImageReadError(f"empty: {p} has size {im.size}")
             return to_rgb(im, background)
-    except ImageReadError: raise
-    except UnidentifiedImageError: raise ImageReadError(f"unreadable: {p} is not an image format PIL recognises") from None
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"unreadable: {p} is not an image format PIL recognises") from None
     except OSError as e:
         kind = "truncated" if "truncated" in str(e) else "unreadable"
         raise ImageReadError(f"{kind}: {p}: {e}") from None
@@ -113,24 +137,32 @@ def write_json_atomic(path, obj, indent: int | None = 1, default=None) -> Path:
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=indent, default=default)
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
     return path
+
 
 def read_manifest(cache_dir) -> dict:
     "The manifest of the feature cache in `cache_dir`."
     p = Path(cache_dir) / MANIFEST
-    if not p.is_file(): raise FileNotFoundError(f"{cache_dir} is not a feature cache: {p} not found (run extract_features first)")
-    try: m = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f"{p}: unreadable manifest ({e})") from None
-    if m.get("version") != CACHE_VERSION: raise ValueError(f"{p}: cache version {m.get('version')!r}, this bacgcn reads version {CACHE_VERSION}")
+    if not p.is_file():
+        raise FileNotFoundError(f"{cache_dir} is not a feature cache: {p} not found (run extract_features first)")
+    try:
+        m = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: unreadable manifest ({e})") from None
+    if m.get("version") != CACHE_VERSION:
+        raise ValueError(f"{p}: cache version {m.get('version')!r}, this bacgcn reads version {CACHE_VERSION}")
     return m
 
 # %% ../nbs/06_features.ipynb #186b261f
 class FeatureCache:
     "A feature cache on disk: read-only memory-mapped arrays plus the manifest."
+
     def __init__(self, path, manifest: dict, arrays: dict):
         self.path, self.manifest, self.arrays = Path(path), manifest, arrays
         self._index = None
@@ -157,52 +189,77 @@ class FeatureCache:
         "Bool (N,): extracted and not failed."
         v = np.zeros(len(self), dtype=bool)
         cs = self.manifest["chunk_size"]
-        for c in self.manifest["chunks_done"]: v[c * cs:(c + 1) * cs] = True
-        for i in map(self.index_of, self.manifest["failed"]): v[i] = False
+        for c in self.manifest["chunks_done"]:
+            v[c * cs : (c + 1) * cs] = True
+        for i in map(self.index_of, self.manifest["failed"]):
+            v[i] = False
         return v
 
     def index_of(self, image_id: str) -> int:
         "Row of `image_id` in every array."
-        if self._index is None: self._index = {k: i for i, k in enumerate(self.image_ids)}
-        try: return self._index[str(image_id)]
-        except KeyError: raise KeyError(f"image id {image_id!r} is not in the feature cache {self.path}") from None
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.image_ids)}
+        try:
+            return self._index[str(image_id)]
+        except KeyError:
+            raise KeyError(f"image id {image_id!r} is not in the feature cache {self.path}") from None
 
-    def __getitem__(self, name: str) -> np.ndarray: return self.arrays[name]
-    def __len__(self) -> int: return len(self.image_ids)
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
     def __repr__(self):
-        return (f"FeatureCache({self.path}, {len(self)} images, {int(self.valid.sum())} valid, {len(self.manifest['failed'])} failed, "
-                f"{self.manifest['model_name']} {self.manifest['image_size']}px {self.manifest['dense']}, complete={self.complete})")
+        return (
+            f"FeatureCache({self.path}, {len(self)} images, {int(self.valid.sum())} valid, {len(self.manifest['failed'])} failed, "
+            f"{self.manifest['model_name']} {self.manifest['image_size']}px {self.manifest['dense']}, complete={self.complete})"
+        )
 
 # %% ../nbs/06_features.ipynb #b1670b9d
 def _shapes(m: dict) -> dict:
     N, P, D = m["n_images"], m["n_patches"], m["embed_dim"]
     return {"patches": (N, P, D), "global": (N, D), "g_h": (N, D), "g_hc": (N, D), "attn": (N, P)}
 
+
 def _open_arrays(cache_dir: Path, m: dict, mode: str) -> dict:
     out = {}
     for name, shape in _shapes(m).items():
         f = cache_dir / f"{name}.npy"
-        if not f.is_file(): raise FileNotFoundError(f"feature cache {cache_dir}: {f.name} is missing (recompute with overwrite=True)")
+        if not f.is_file():
+            raise FileNotFoundError(f"feature cache {cache_dir}: {f.name} is missing (recompute with overwrite=True)")
         a = np.load(f, mmap_mode=mode)
         if a.shape != shape or a.dtype != np.dtype(m["dtype"]):
-            raise ValueError(f"feature cache {cache_dir}: {f.name} has shape {a.shape} {a.dtype}, the manifest says {shape} {m['dtype']}")
+            raise ValueError(
+                f"feature cache {cache_dir}: {f.name} has shape {a.shape} {a.dtype}, the manifest says {shape} {m['dtype']}"
+            )
         out[name] = a
     return out
 
+
 def _create_arrays(cache_dir: Path, m: dict) -> dict:
     "Fresh zero-filled .npy memmaps (sparse on disk until written)."
-    return {name: np.lib.format.open_memmap(cache_dir / f"{name}.npy", mode="w+", dtype=np.dtype(m["dtype"]), shape=shape)
-            for name, shape in _shapes(m).items()}
+    return {
+        name: np.lib.format.open_memmap(cache_dir / f"{name}.npy", mode="w+", dtype=np.dtype(m["dtype"]), shape=shape)
+        for name, shape in _shapes(m).items()
+    }
 
 # %% ../nbs/06_features.ipynb #dd6bdb0b
 class _ImageList(Dataset):
     "Index -> (index, preprocessed image or None, failure reason or None)."
+
     def __init__(self, items: list, preprocess, background: tuple):
         self.items, self.preprocess, self.background = items, preprocess, background
-    def __len__(self): return len(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
     def __getitem__(self, i: int):
-        try: return i, self.preprocess(read_image(self.items[i][1], self.background)), None
-        except ImageReadError as e: return i, None, str(e)
+        try:
+            return i, self.preprocess(read_image(self.items[i][1], self.background)), None
+        except ImageReadError as e:
+            return i, None, str(e)
+
 
 def _collate(batch: list):
     "(row indices of readable images, their images stacked (B, 3, S, S) or None, [(row, reason) of failures])."
@@ -210,39 +267,65 @@ def _collate(batch: list):
     idx = torch.tensor([i for i, _ in ok], dtype=torch.long)
     return idx, (torch.stack([x for _, x in ok]) if ok else None), [(i, r) for i, _, r in batch if r is not None]
 
+
 def _as_items(items) -> list[tuple[str, str | None]]:
-    if hasattr(items, "image_ids") and hasattr(items, "image_paths"): items = list(zip(items.image_ids, items.image_paths))
+    if hasattr(items, "image_ids") and hasattr(items, "image_paths"):
+        items = list(zip(items.image_ids, items.image_paths))
     items = [(str(i), None if p is None else str(p)) for i, p in items]
-    if not items: raise ValueError("no images to extract")
+    if not items:
+        raise ValueError("no images to extract")
     seen, dup = set(), []
     for i, _ in items:
-        if i in seen: dup.append(i)
+        if i in seen:
+            dup.append(i)
         seen.add(i)
-    if dup: raise ValueError(f"duplicate image ids {dup[:5]}{' ...' if len(dup) > 5 else ''}: every image needs its own id")
+    if dup:
+        raise ValueError(f"duplicate image ids {dup[:5]}{' ...' if len(dup) > 5 else ''}: every image needs its own id")
     return items
+
 
 def _header(items: list, backbone, cfg: FeatureConfig) -> dict:
     bg = background_rgb(cfg.alpha_background, getattr(backbone, "mean", None))
-    return dict(version=CACHE_VERSION, **backbone.identity, n_patches=int(backbone.n_patches), embed_dim=int(backbone.embed_dim),
-                dtype=cfg.dtype, alpha_background=list(bg), chunk_size=int(cfg.chunk_size), n_images=len(items),
-                image_ids=[i for i, _ in items], paths=[p for _, p in items])
+    return dict(
+        version=CACHE_VERSION,
+        **backbone.identity,
+        n_patches=int(backbone.n_patches),
+        embed_dim=int(backbone.embed_dim),
+        dtype=cfg.dtype,
+        alpha_background=list(bg),
+        chunk_size=int(cfg.chunk_size),
+        n_images=len(items),
+        image_ids=[i for i, _ in items],
+        paths=[p for _, p in items],
+    )
+
 
 def _check_compatible(old: dict, new: dict, cache_dir) -> None:
     for k in (*IDENTITY_FIELDS, "n_patches", "embed_dim", "dtype", "alpha_background"):
         if old.get(k) != new[k]:
-            raise ValueError(f"feature cache {cache_dir} was made with {k}={old.get(k)!r}, this run has {k}={new[k]!r}; "
-                             f"use another cache_dir or pass overwrite=True to recompute")
+            raise ValueError(
+                f"feature cache {cache_dir} was made with {k}={old.get(k)!r}, this run has {k}={new[k]!r}; "
+                f"use another cache_dir or pass overwrite=True to recompute"
+            )
     if old["image_ids"] != new["image_ids"]:
-        j = next((j for j, (a, b) in enumerate(zip(old["image_ids"], new["image_ids"])) if a != b), min(old["n_images"], new["n_images"]))
-        raise ValueError(f"feature cache {cache_dir} holds a different image list ({old['n_images']} images, this run {new['n_images']}; "
-                         f"first difference at position {j}); use another cache_dir or pass overwrite=True")
+        j = next(
+            (j for j, (a, b) in enumerate(zip(old["image_ids"], new["image_ids"])) if a != b),
+            min(old["n_images"], new["n_images"]),
+        )
+        raise ValueError(
+            f"feature cache {cache_dir} holds a different image list ({old['n_images']} images, this run {new['n_images']}; "
+            f"first difference at position {j}); use another cache_dir or pass overwrite=True"
+        )
 
 # %% ../nbs/06_features.ipynb #9d379280
-def plan_batches(n_images: int, chunk_size: int, batch_size: int, done: set = frozenset()) -> list[tuple[int, list[int]]]:
+def plan_batches(
+    n_images: int, chunk_size: int, batch_size: int, done: set = frozenset()
+) -> list[tuple[int, list[int]]]:
     "[(chunk, rows)] for every unfinished chunk, batches cut at chunk boundaries."
     out = []
     for c in range(math.ceil(n_images / chunk_size)):
-        if c in done: continue
+        if c in done:
+            continue
         lo, hi = c * chunk_size, min(n_images, (c + 1) * chunk_size)
         out += [(c, list(range(s, min(s + batch_size, hi)))) for s in range(lo, hi, batch_size)]
     return out
@@ -262,30 +345,47 @@ def _start_cache(items, backbone, cfg: FeatureConfig, cache_dir: Path, overwrite
         write_json_atomic(man_path, m)
     return m, man_path
 
-def extract_features(items, backbone, cache_dir, config: FeatureConfig | dict | None = None,
-                     progress: bool = True, overwrite: bool = False) -> FeatureCache:
+
+def extract_features(
+    items,
+    backbone,
+    cache_dir,
+    config: FeatureConfig | dict | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> FeatureCache:
     "Compute `backbone.encode_images` for every (image_id, path) in `items` into the cache at `cache_dir`; resumes unfinished work."
     cfg, items, cache_dir = FeatureConfig.from_any(config), _as_items(items), Path(cache_dir)
     m, man_path = _start_cache(items, backbone, cfg, cache_dir, overwrite)
-    if m["complete"]: return FeatureCache.open(cache_dir)
+    if m["complete"]:
+        return FeatureCache.open(cache_dir)
     arrays = _open_arrays(cache_dir, m, "r+")
     plan = plan_batches(m["n_images"], m["chunk_size"], cfg.batch_size, set(m["chunks_done"]))
     last = {c: b for b, (c, _) in enumerate(plan)}  # index of each chunk's last batch
     pin = backbone.device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
-    dl = DataLoader(_ImageList(items, backbone.preprocess, tuple(m["alpha_background"])), batch_sampler=[rows for _, rows in plan],
-                    collate_fn=_collate, num_workers=cfg.num_workers, pin_memory=pin)
+    dl = DataLoader(
+        _ImageList(items, backbone.preprocess, tuple(m["alpha_background"])),
+        batch_sampler=[rows for _, rows in plan],
+        collate_fn=_collate,
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+    )
     dtype, fails = np.dtype(m["dtype"]), {}
-    with tqdm(total=sum(len(r) for _, r in plan), unit="img", desc=f"CLIP features {cache_dir.name}", disable=not progress) as bar:
+    with tqdm(
+        total=sum(len(r) for _, r in plan), unit="img", desc=f"CLIP features {cache_dir.name}", disable=not progress
+    ) as bar:
         for b, (idx, x, bad) in enumerate(dl):
             c = plan[b][0]
             fails.setdefault(c, {}).update({items[i][0]: reason for i, reason in bad})
             if x is not None:
                 out = backbone.encode_images(x.to(backbone.device, non_blocking=pin))
                 rows = idx.numpy()
-                for name in ARRAY_NAMES: arrays[name][rows] = out[name].detach().float().cpu().numpy().astype(dtype)
+                for name in ARRAY_NAMES:
+                    arrays[name][rows] = out[name].detach().float().cpu().numpy().astype(dtype)
             bar.update(len(idx) + len(bad))
             if b == last[c]:  # chunk finished: data to disk first, then the manifest says so
-                for a in arrays.values(): a.flush()
+                for a in arrays.values():
+                    a.flush()
                 m["failed"].update(fails.pop(c, {}))
                 m["chunks_done"] = sorted(m["chunks_done"] + [c])
                 m["complete"] = len(m["chunks_done"]) == math.ceil(m["n_images"] / m["chunk_size"])
@@ -294,13 +394,18 @@ def extract_features(items, backbone, cache_dir, config: FeatureConfig | dict | 
     return FeatureCache.open(cache_dir)
 
 # %% ../nbs/06_features.ipynb #e15c6303
-def encode_images_from_paths(backbone, images: list, batch_size: int = 32, alpha_background: str | tuple = "white") -> dict:
+def encode_images_from_paths(
+    backbone, images: list, batch_size: int = 32, alpha_background: str | tuple = "white"
+) -> dict:
     "The `encode_images` dict (CPU tensors) for a list of paths and/or PIL images, read as `extract_features` reads them."
     bg = background_rgb(alpha_background, getattr(backbone, "mean", None))
     outs = []
     for s in range(0, len(images), batch_size):
-        pics = [to_rgb(im, bg) if isinstance(im, Image.Image) else read_image(im, bg) for im in images[s:s + batch_size]]
+        pics = [
+            to_rgb(im, bg) if isinstance(im, Image.Image) else read_image(im, bg) for im in images[s : s + batch_size]
+        ]
         x = torch.stack([backbone.preprocess(p) for p in pics])  # B, 3, S, S
         outs.append({k: v.detach().cpu() for k, v in backbone.encode_images(x.to(backbone.device)).items()})
-    if not outs: raise ValueError("no images given")
+    if not outs:
+        raise ValueError("no images given")
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}

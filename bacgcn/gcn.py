@@ -21,10 +21,11 @@ __all__ = ['GraphConvolution', 'GCNConfig', 'CLIPGCNLayer', 'CLIPGCN']
 # %% ../nbs/08_gcn.ipynb #8f0c2561
 class GraphConvolution(nn.Module):
     "H' = Â H W (+ b): one graph convolution (Kipf & Welling 2017), batched over images."
+
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(in_features, out_features))   # F, F'
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))  # F, F'
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         self.reset_parameters()
 
@@ -32,41 +33,52 @@ class GraphConvolution(nn.Module):
         "'uniform': ML-GCN's U(-1/sqrt(F'), 1/sqrt(F')); 'identity': W = I (F = F'); 'zero': W = 0."
         bound = 1.0 / math.sqrt(self.out_features)
         with torch.no_grad():
-            if init == "uniform": self.weight.uniform_(-bound, bound)
+            if init == "uniform":
+                self.weight.uniform_(-bound, bound)
             elif init == "identity":
-                if self.in_features != self.out_features: raise ValueError("GraphConvolution: init='identity' needs in_features == out_features")
+                if self.in_features != self.out_features:
+                    raise ValueError("GraphConvolution: init='identity' needs in_features == out_features")
                 self.weight.copy_(torch.eye(self.in_features))
-            elif init == "zero": self.weight.zero_()
-            else: raise ValueError(f"GraphConvolution: unknown init {init!r}; use 'uniform', 'identity' or 'zero'")
-            if self.bias is not None: self.bias.uniform_(-bound, bound) if init == "uniform" else self.bias.zero_()
+            elif init == "zero":
+                self.weight.zero_()
+            else:
+                raise ValueError(f"GraphConvolution: unknown init {init!r}; use 'uniform', 'identity' or 'zero'")
+            if self.bias is not None:
+                self.bias.uniform_(-bound, bound) if init == "uniform" else self.bias.zero_()
 
     def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        support = h @ self.weight                    # B, M, F'
-        out = adj @ support                          # B, M, F'   (Â broadcast over the batch)
+        support = h @ self.weight  # B, M, F'
+        out = adj @ support  # B, M, F'   (Â broadcast over the batch)
         return out if self.bias is None else out + self.bias
 
-    def extra_repr(self) -> str: return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
 
 # %% ../nbs/08_gcn.ipynb #8dce93ae
 @dataclass
 class GCNConfig:
     "CLIP-GCN settings. Width is the CLIP joint dim D (fixed by the residual connection)."
-    n_layers: int = 2              # ML-GCN, DESIGN §3
-    negative_slope: float = 0.2    # LeakyReLU slope, ML-GCN
-    residual: bool = True          # H + σ(ÂHW) (DESIGN §3); False: σ(ÂHW)
-    layer_norm: bool = True        # LN after the residual sum (DESIGN §3)
-    dropout: float = 0.0           # on the graph branch; ML-GCN uses none
-    bias: bool = False             # ML-GCN's GraphConvolution default
-    init: str = "uniform"          # "uniform" (ML-GCN) | "identity" | "zero"
+
+    n_layers: int = 2  # ML-GCN, DESIGN §3
+    negative_slope: float = 0.2  # LeakyReLU slope, ML-GCN
+    residual: bool = True  # H + σ(ÂHW) (DESIGN §3); False: σ(ÂHW)
+    layer_norm: bool = True  # LN after the residual sum (DESIGN §3)
+    dropout: float = 0.0  # on the graph branch; ML-GCN uses none
+    bias: bool = False  # ML-GCN's GraphConvolution default
+    init: str = "uniform"  # "uniform" (ML-GCN) | "identity" | "zero"
 
     def __post_init__(self):
-        if not (isinstance(self.n_layers, int) and self.n_layers >= 1): raise ValueError(f"GCNConfig.n_layers must be an int >= 1, got {self.n_layers!r}")
-        if not 0 <= self.dropout < 1: raise ValueError(f"GCNConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.init not in ("uniform", "identity", "zero"): raise ValueError(f"GCNConfig.init must be 'uniform', 'identity' or 'zero', got {self.init!r}")
+        if not (isinstance(self.n_layers, int) and self.n_layers >= 1):
+            raise ValueError(f"GCNConfig.n_layers must be an int >= 1, got {self.n_layers!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"GCNConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.init not in ("uniform", "identity", "zero"):
+            raise ValueError(f"GCNConfig.init must be 'uniform', 'identity' or 'zero', got {self.init!r}")
 
 # %% ../nbs/08_gcn.ipynb #783b2385
 class CLIPGCNLayer(nn.Module):
     "H' = LN(H + Dropout(σ(Â H W)))."
+
     def __init__(self, dim: int, config: GCNConfig):
         super().__init__()
         self.conv = GraphConvolution(dim, dim, bias=config.bias)
@@ -80,28 +92,35 @@ class CLIPGCNLayer(nn.Module):
         # H^{l+1} = LN(H^l + σ(Â H^l W^l))
         return self.norm(self.residual * h + self.drop(self.act(self.conv(h, adj))))
 
+
 class CLIPGCN(nn.Module):
     """CLIP-GCN of BAC-GCN: L residual graph-convolution layers over the nodes [g^H, g^Hc, l_1..l_K].
 
     `adj` is the (M, M) normalised adjacency (`bacgcn.graph.clip_gcn_adjacency`), `dim` the CLIP joint dim D."""
+
     def __init__(self, adj: torch.Tensor, dim: int, config: GCNConfig | dict | None = None):
         super().__init__()
         self.config = config = as_config(GCNConfig, config)
         adj = torch.as_tensor(adj).detach().clone().float()
         if adj.ndim != 2 or adj.shape[0] != adj.shape[1] or adj.shape[0] < 1:
             raise ValueError(f"CLIPGCN: the adjacency must be a square (M, M) matrix, got shape {tuple(adj.shape)}")
-        if not torch.isfinite(adj).all(): raise ValueError("CLIPGCN: the adjacency contains non-finite values")
-        self.register_buffer("adj", adj)                                 # M, M
+        if not torch.isfinite(adj).all():
+            raise ValueError("CLIPGCN: the adjacency contains non-finite values")
+        self.register_buffer("adj", adj)  # M, M
         self.layers = nn.ModuleList(CLIPGCNLayer(dim, config) for _ in range(config.n_layers))
         self.dim = dim
 
     @property
-    def n_nodes(self) -> int: return self.adj.shape[0]
+    def n_nodes(self) -> int:
+        return self.adj.shape[0]
 
     def forward(self, nodes: torch.Tensor) -> torch.Tensor:
         "nodes H^0 (B, M, D) -> H^L (B, M, D)."
         if nodes.ndim != 3 or nodes.shape[1:] != (self.n_nodes, self.dim):
-            raise ValueError(f"CLIPGCN: nodes must be (B, M={self.n_nodes}, D={self.dim}) to match the adjacency, got {tuple(nodes.shape)}")
+            raise ValueError(
+                f"CLIPGCN: nodes must be (B, M={self.n_nodes}, D={self.dim}) to match the adjacency, got {tuple(nodes.shape)}"
+            )
         h = nodes
-        for layer in self.layers: h = layer(h, self.adj)                # B, M, D
+        for layer in self.layers:
+            h = layer(h, self.adj)  # B, M, D
         return h

@@ -23,24 +23,33 @@ __all__ = ['check_counts', 'count_cooccurrences', 'conditional_probabilities', '
 
 # %% ../nbs/04_graph.ipynb #613ee73e
 def _float_array(x, what: str) -> np.ndarray:
-    if hasattr(x, "detach"): x = x.detach().cpu().numpy()
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
     a = np.asarray(x)
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise ValueError(f"{what} must be numeric, got dtype {a.dtype}")
     a = a.astype(np.float64)
     bad = ~np.isfinite(a)
-    if bad.any(): raise ValueError(f"{what} has non-finite values, first at {tuple(int(i) for i in np.argwhere(bad)[0])}")
+    if bad.any():
+        raise ValueError(f"{what} has non-finite values, first at {tuple(int(i) for i in np.argwhere(bad)[0])}")
     return a
+
 
 def check_counts(counts, pair_counts) -> tuple[np.ndarray, np.ndarray]:
     "Validated float64 `(N_i (K,), N_ij (K, K))`; raises `ValueError` naming the entry at fault."
     n, nn = _float_array(counts, "counts"), _float_array(pair_counts, "pair_counts")
-    if n.ndim != 1: raise ValueError(f"counts must be a (K,) vector, got shape {n.shape}")
+    if n.ndim != 1:
+        raise ValueError(f"counts must be a (K,) vector, got shape {n.shape}")
     if nn.shape != (len(n), len(n)):
-        raise ValueError(f"shape mismatch: pair_counts must be (K, K) = {(len(n), len(n))} for {len(n)} counts, got {nn.shape}")
-    if (n < 0).any(): i = int(np.argmax(n < 0)); raise ValueError(f"counts[{i}] = {n[i]} is negative")
+        raise ValueError(
+            f"shape mismatch: pair_counts must be (K, K) = {(len(n), len(n))} for {len(n)} counts, got {nn.shape}"
+        )
+    if (n < 0).any():
+        i = int(np.argmax(n < 0))
+        raise ValueError(f"counts[{i}] = {n[i]} is negative")
     if (nn < 0).any():
-        i, j = np.argwhere(nn < 0)[0]; raise ValueError(f"pair_counts[{i}, {j}] = {nn[i, j]} is negative")
+        i, j = np.argwhere(nn < 0)[0]
+        raise ValueError(f"pair_counts[{i}, {j}] = {nn[i, j]} is negative")
     over = nn > n[:, None]
     if over.any():
         i, j = np.argwhere(over)[0]
@@ -51,19 +60,23 @@ def check_counts(counts, pair_counts) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"pair_counts is not symmetric: [{i}, {j}] = {nn[i, j]} but [{j}, {i}] = {nn[j, i]}")
     return n, nn
 
+
 def count_cooccurrences(labels) -> tuple[np.ndarray, np.ndarray]:
     "`(N_i, N_ij)` from an `(N, K)` matrix of image-level mentions in [0, 1] (hard or soft); `N_ii = N_i`."
     L = _float_array(labels, "labels")
-    if L.ndim != 2: raise ValueError(f"labels must be an (N, K) matrix, got shape {L.shape}")
-    if ((L < 0) | (L > 1)).any(): raise ValueError("labels must lie in [0, 1] (ignored entries are not allowed here)")
-    counts, pair = L.sum(0), L.T @ L                           # K ; K, K
+    if L.ndim != 2:
+        raise ValueError(f"labels must be an (N, K) matrix, got shape {L.shape}")
+    if ((L < 0) | (L > 1)).any():
+        raise ValueError("labels must lie in [0, 1] (ignored entries are not allowed here)")
+    counts, pair = L.sum(0), L.T @ L  # K ; K, K
     np.fill_diagonal(pair, counts)
-    return counts, np.minimum(pair, np.minimum.outer(counts, counts))   # soft labels: N_ij <= N_i, N_j exactly
+    return counts, np.minimum(pair, np.minimum.outer(counts, counts))  # soft labels: N_ij <= N_i, N_j exactly
+
 
 def conditional_probabilities(counts, pair_counts) -> np.ndarray:
     "`P[i, j] = P(j | i) = N_ij / N_i` (eq. 6) as float64; 0 where `N_i = 0`; diagonal 0."
     n, nn = check_counts(counts, pair_counts)
-    P = np.divide(nn, n[:, None], out=np.zeros_like(nn), where=n[:, None] > 0)   # K, K
+    P = np.divide(nn, n[:, None], out=np.zeros_like(nn), where=n[:, None] > 0)  # K, K
     np.fill_diagonal(P, 0.0)
     return P
 
@@ -71,16 +84,19 @@ def conditional_probabilities(counts, pair_counts) -> np.ndarray:
 @dataclass(frozen=True)
 class GraphConfig:
     "How caption co-occurrence becomes the CLIP-GCN adjacency."
-    t: float = 0.4              # tau of ML-GCN eq. 7: edge i -> j when P(j|i) >= t
-    p: float = 0.25             # ML-GCN eq. 8: total weight of a node's neighbours (code 0.25, paper 0.2)
-    global_links: bool = True   # link g^H and g^Hc to every category node
+
+    t: float = 0.4  # tau of ML-GCN eq. 7: edge i -> j when P(j|i) >= t
+    p: float = 0.25  # ML-GCN eq. 8: total weight of a node's neighbours (code 0.25, paper 0.2)
+    global_links: bool = True  # link g^H and g^Hc to every category node
     global_weight: float = 1.0  # weight of a global-local link before normalisation
-    self_loops: bool = True     # diagonal 1 - p (1 for nodes without neighbours); global nodes 1
-    symmetrize: bool = True     # (A' + A'^T) / 2 before normalising, so that the result is symmetric
+    self_loops: bool = True  # diagonal 1 - p (1 for nodes without neighbours); global nodes 1
+    symmetrize: bool = True  # (A' + A'^T) / 2 before normalising, so that the result is symmetric
 
     def __post_init__(self):
-        if not 0 < self.t <= 1: raise ValueError(f"GraphConfig.t must be in (0, 1], got {self.t}")
-        if not 0 <= self.p <= 1: raise ValueError(f"GraphConfig.p must be in [0, 1], got {self.p}")
+        if not 0 < self.t <= 1:
+            raise ValueError(f"GraphConfig.t must be in (0, 1], got {self.t}")
+        if not 0 <= self.p <= 1:
+            raise ValueError(f"GraphConfig.p must be in [0, 1], got {self.p}")
         if not (np.isfinite(self.global_weight) and self.global_weight >= 0):
             raise ValueError(f"GraphConfig.global_weight must be a finite number >= 0, got {self.global_weight}")
 
@@ -96,14 +112,17 @@ def binarize(P: np.ndarray, t: float) -> np.ndarray:
     np.fill_diagonal(A, 0.0)
     return A
 
+
 def reweight(A: np.ndarray, p: float, self_loops: bool = True) -> np.ndarray:
     "ML-GCN eq. 8: neighbours share weight `p`, the diagonal gets `1 - p` (1 without neighbours; 0 if no self loops)."
     A = np.asarray(A, dtype=np.float64).copy()
     np.fill_diagonal(A, 0.0)
-    deg = A.sum(1, keepdims=True)                                       # K, 1  number of neighbours
-    Ap = np.divide(p * A, deg, out=np.zeros_like(A), where=deg > 0)    # K, K  rows sum to p (or 0)
-    if self_loops: np.fill_diagonal(Ap, np.where(deg[:, 0] > 0, 1.0 - p, 1.0))
+    deg = A.sum(1, keepdims=True)  # K, 1  number of neighbours
+    Ap = np.divide(p * A, deg, out=np.zeros_like(A), where=deg > 0)  # K, K  rows sum to p (or 0)
+    if self_loops:
+        np.fill_diagonal(Ap, np.where(deg[:, 0] > 0, 1.0 - p, 1.0))
     return Ap
+
 
 def normalize_symmetric(A: np.ndarray) -> np.ndarray:
     "`D^{-1/2} A D^{-1/2}` with `D` the row sums; rows with zero degree stay 0."
@@ -115,57 +134,83 @@ def normalize_symmetric(A: np.ndarray) -> np.ndarray:
 # %% ../nbs/04_graph.ipynb #f1279ffc
 def _check_P(P) -> np.ndarray:
     P = _float_array(P, "P")
-    if P.ndim != 2 or P.shape[0] != P.shape[1]: raise ValueError(f"P must be a square (K, K) matrix, got shape {P.shape}")
+    if P.ndim != 2 or P.shape[0] != P.shape[1]:
+        raise ValueError(f"P must be a square (K, K) matrix, got shape {P.shape}")
     if ((P < 0) | (P > 1)).any():
-        i, j = np.argwhere((P < 0) | (P > 1))[0]; raise ValueError(f"P[{i}, {j}] = {P[i, j]} is not a probability")
+        i, j = np.argwhere((P < 0) | (P > 1))[0]
+        raise ValueError(f"P[{i}, {j}] = {P[i, j]} is not a probability")
     return P
+
 
 def category_adjacency(P, config: GraphConfig | dict | None = None) -> np.ndarray:
     "Un-normalised category block: eq. 7, eq. 8, then `(A' + A'^T) / 2` if `config.symmetrize` (float64)."
     cfg = GraphConfig.from_any(config)
-    Ap = reweight(binarize(_check_P(P), cfg.t), cfg.p, cfg.self_loops)   # K, K
+    Ap = reweight(binarize(_check_P(P), cfg.t), cfg.p, cfg.self_loops)  # K, K
     return (Ap + Ap.T) / 2 if cfg.symmetrize else Ap
 
-def mlgcn_adjacency(P, t: float | None = None, p: float | None = None, config: GraphConfig | dict | None = None,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+
+def mlgcn_adjacency(
+    P,
+    t: float | None = None,
+    p: float | None = None,
+    config: GraphConfig | dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     "ML-GCN graph over the categories, `D^{-1/2} A D^{-1/2}` of `category_adjacency` (`t`, `p` override `config`)."
     cfg = GraphConfig.from_any(config, t=t, p=p)
     return torch.as_tensor(normalize_symmetric(category_adjacency(P, cfg)), dtype=dtype)
 
 # %% ../nbs/04_graph.ipynb #87dfa700
-def clip_gcn_adjacency(counts, pair_counts=None, n_global: int = 2, config: GraphConfig | dict | None = None,
-                       identity: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def clip_gcn_adjacency(
+    counts,
+    pair_counts=None,
+    n_global: int = 2,
+    config: GraphConfig | dict | None = None,
+    identity: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """`(n_global + K)` square adjacency for nodes `[g^H, g^Hc, l_1..l_K]`, symmetrically normalised.
     Pass `(counts, pair_counts)`, or a `(K, K)` matrix `P` of conditional probabilities alone."""
     cfg = GraphConfig.from_any(config)
     if isinstance(n_global, bool) or not isinstance(n_global, (int, np.integer)) or n_global < 0:
         raise ValueError(f"n_global must be an integer >= 0, got {n_global!r}")
     if pair_counts is None:
-        if np.ndim(counts) != 2: raise ValueError("pass (counts, pair_counts), or a (K, K) matrix P as the only argument")
+        if np.ndim(counts) != 2:
+            raise ValueError("pass (counts, pair_counts), or a (K, K) matrix P as the only argument")
         P = _check_P(counts)
     elif np.ndim(pair_counts) == 0:
-        raise ValueError(f"pair_counts must be a (K, K) matrix, got {pair_counts!r}; to pass P alone, "
-                         "call clip_gcn_adjacency(P, n_global=..., config=...)")
-    else: P = conditional_probabilities(counts, pair_counts)
+        raise ValueError(
+            f"pair_counts must be a (K, K) matrix, got {pair_counts!r}; to pass P alone, "
+            "call clip_gcn_adjacency(P, n_global=..., config=...)"
+        )
+    else:
+        P = conditional_probabilities(counts, pair_counts)
     g, n = n_global, n_global + len(P)
-    if identity: return torch.eye(n, dtype=dtype)
-    M = np.zeros((n, n))                                                  # g + K, g + K
-    M[g:, g:] = category_adjacency(P, cfg)                                # local-local block
-    if cfg.self_loops: M[:g, :g] = np.eye(g)                              # g^H, g^Hc: self only
-    if cfg.global_links: M[:g, g:] = M[g:, :g] = cfg.global_weight       # global <-> every local
+    if identity:
+        return torch.eye(n, dtype=dtype)
+    M = np.zeros((n, n))  # g + K, g + K
+    M[g:, g:] = category_adjacency(P, cfg)  # local-local block
+    if cfg.self_loops:
+        M[:g, :g] = np.eye(g)  # g^H, g^Hc: self only
+    if cfg.global_links:
+        M[:g, g:] = M[g:, :g] = cfg.global_weight  # global <-> every local
     return torch.as_tensor(normalize_symmetric(M), dtype=dtype)
 
 # %% ../nbs/04_graph.ipynb #10bdc6fc
 class Edge(NamedTuple):
     "A directed co-occurrence edge: `p = P(target | source)`."
+
     source: str
     target: str
     p: float
 
+
 def _names(vocab, K: int) -> list[str]:
     names = list(vocab.categories) if hasattr(vocab, "categories") else [str(c) for c in vocab]
-    if len(names) != K: raise ValueError(f"P is {K} x {K} but the vocabulary has {len(names)} categories")
+    if len(names) != K:
+        raise ValueError(f"P is {K} x {K} but the vocabulary has {len(names)} categories")
     return names
+
 
 def top_conditionals(P, vocab, k: int = 10) -> list[Edge]:
     "The `k` largest off-diagonal `P(j | i)` as `Edge(source=i, target=j, p)`, strongest first (ties by index)."
@@ -175,17 +220,33 @@ def top_conditionals(P, vocab, k: int = 10) -> list[Edge]:
     order = np.lexsort((j, i, -P[i, j]))[:k]
     return [Edge(names[a], names[b], float(P[a, b])) for a, b in zip(i[order], j[order])]
 
+
 def plot_class_background_heatmap(P, vocab, ax=None, annot: bool = True, cmap: str = "viridis"):
     "Heat map of `P(background | class)`: classes as rows, backgrounds as columns. Returns the axes."
     import matplotlib.pyplot as plt
     import seaborn as sns
+
     P = _check_P(P)
     _names(vocab, len(P))
     C, B = vocab.n_classes, vocab.n_backgrounds
-    if B == 0: raise ValueError(f"vocabulary {vocab.name!r} has no background categories to plot")
-    if ax is None: _, ax = plt.subplots(figsize=(1.0 + 0.45 * B, 0.8 + 0.32 * C))
-    sns.heatmap(P[:C, C:], ax=ax, vmin=0, vmax=1, cmap=cmap, annot=annot and C * B <= 400, fmt=".2f",
-                annot_kws={"size": 7}, xticklabels=list(vocab.backgrounds), yticklabels=list(vocab.classes),
-                cbar_kws={"label": "P(background | class)"})
-    ax.set_xlabel("background"); ax.set_ylabel("class"); ax.tick_params(axis="y", rotation=0)
+    if B == 0:
+        raise ValueError(f"vocabulary {vocab.name!r} has no background categories to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 + 0.45 * B, 0.8 + 0.32 * C))
+    sns.heatmap(
+        P[:C, C:],
+        ax=ax,
+        vmin=0,
+        vmax=1,
+        cmap=cmap,
+        annot=annot and C * B <= 400,
+        fmt=".2f",
+        annot_kws={"size": 7},
+        xticklabels=list(vocab.backgrounds),
+        yticklabels=list(vocab.classes),
+        cbar_kws={"label": "P(background | class)"},
+    )
+    ax.set_xlabel("background")
+    ax.set_ylabel("class")
+    ax.tick_params(axis="y", rotation=0)
     return ax

@@ -22,19 +22,24 @@ __all__ = ['KernelConfig', 'SoftTopKWeights', 'HardTopKWeights', 'SimilarityKern
 @dataclass
 class KernelConfig:
     "Similarity Kernel settings (see the notebook for where each default comes from)."
-    top_k: int = 8                     # patches kept per category: 8 of ViT-B/16's 196 (4 % of the image)
-    pooling: str = "soft"              # "soft": softmax(S/T) over the Top-k; "hard": plain mean of the Top-k
-    temperature: float = 0.07          # T of the soft average; CLIP's initial temperature
+
+    top_k: int = 8  # patches kept per category: 8 of ViT-B/16's 196 (4 % of the image)
+    pooling: str = "soft"  # "soft": softmax(S/T) over the Top-k; "hard": plain mean of the Top-k
+    temperature: float = 0.07  # T of the soft average; CLIP's initial temperature
     learnable_embeddings: bool = True  # train w_o (paper); False keeps the text embeddings fixed
 
     def __post_init__(self):
-        if not (isinstance(self.top_k, int) and self.top_k >= 1): raise ValueError(f"KernelConfig.top_k must be a positive int, got {self.top_k!r}")
-        if self.pooling not in ("soft", "hard"): raise ValueError(f"KernelConfig.pooling must be 'soft' or 'hard', got {self.pooling!r}")
-        if not self.temperature > 0: raise ValueError(f"KernelConfig.temperature must be > 0, got {self.temperature!r}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise ValueError(f"KernelConfig.top_k must be a positive int, got {self.top_k!r}")
+        if self.pooling not in ("soft", "hard"):
+            raise ValueError(f"KernelConfig.pooling must be 'soft' or 'hard', got {self.pooling!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"KernelConfig.temperature must be > 0, got {self.temperature!r}")
 
 # %% ../nbs/07_kernel.ipynb #2755de94
 class SoftTopKWeights(nn.Module):
     "a = softmax(S_top / T) over the k selected patches: differentiable in the similarities."
+
     def __init__(self, temperature: float):
         super().__init__()
         self.temperature = temperature
@@ -42,8 +47,10 @@ class SoftTopKWeights(nn.Module):
     def forward(self, top_sim: torch.Tensor) -> torch.Tensor:  # B, K, k
         return torch.softmax(top_sim / self.temperature, dim=-1)
 
+
 class HardTopKWeights(nn.Module):
     "a = 1/k: the plain mean of the selected patches (no gradient to the similarities)."
+
     def forward(self, top_sim: torch.Tensor) -> torch.Tensor:  # B, K, k
         return torch.full_like(top_sim, 1.0 / top_sim.shape[-1])
 
@@ -52,6 +59,7 @@ class SimilarityKernel(nn.Module):
     """Similarity Kernel of BAC-GCN: S_o = P̂ ŵ_o, Top-k patches, (soft) average -> l_o.
 
     `text_embeddings` (K, D) initialise the category embeddings w_o (classes, then backgrounds)."""
+
     def __init__(self, text_embeddings: torch.Tensor, config: KernelConfig | dict | None = None):
         super().__init__()
         self.config = config = as_config(KernelConfig, config)
@@ -60,14 +68,19 @@ class SimilarityKernel(nn.Module):
             raise ValueError(f"SimilarityKernel: text_embeddings must be (K, D), got shape {tuple(w.shape)}")
         if not torch.isfinite(w).all() or (w.norm(dim=-1) == 0).any():
             raise ValueError("SimilarityKernel: text_embeddings contain non-finite values or all-zero rows")
-        if config.learnable_embeddings: self.category_embed = nn.Parameter(w)  # K, D
-        else: self.register_buffer("category_embed", w)                       # K, D (frozen)
+        if config.learnable_embeddings:
+            self.category_embed = nn.Parameter(w)  # K, D
+        else:
+            self.register_buffer("category_embed", w)  # K, D (frozen)
         self.pool = SoftTopKWeights(config.temperature) if config.pooling == "soft" else HardTopKWeights()
 
     @property
-    def n_categories(self) -> int: return self.category_embed.shape[0]
+    def n_categories(self) -> int:
+        return self.category_embed.shape[0]
+
     @property
-    def embed_dim(self) -> int: return self.category_embed.shape[1]
+    def embed_dim(self) -> int:
+        return self.category_embed.shape[1]
 
     def embeddings(self) -> torch.Tensor:
         "ŵ: the L2-normalised category embeddings (K, D)."
@@ -75,7 +88,9 @@ class SimilarityKernel(nn.Module):
 
     def _unit_patches(self, patches: torch.Tensor) -> torch.Tensor:
         if patches.ndim != 3 or patches.shape[-1] != self.embed_dim:
-            raise ValueError(f"SimilarityKernel: patches must be (B, N, D={self.embed_dim}), got shape {tuple(patches.shape)}")
+            raise ValueError(
+                f"SimilarityKernel: patches must be (B, N, D={self.embed_dim}), got shape {tuple(patches.shape)}"
+            )
         return F.normalize(patches.to(self.category_embed.dtype), dim=-1)  # B, N, D
 
     def similarity(self, patches: torch.Tensor) -> torch.Tensor:
@@ -86,34 +101,43 @@ class SimilarityKernel(nn.Module):
     def pooling_weights(self, sim: torch.Tensor) -> torch.Tensor:
         "The sparse weight map A (B, K, N): a_{o,n} on the Top-k patches of S_o, 0 elsewhere."
         k, n = self.config.top_k, sim.shape[-1]
-        if k > n: raise ValueError(f"SimilarityKernel: top_k={k} but the similarity map has only N={n} patches; lower KernelConfig.top_k")
-        top_sim, top_idx = sim.topk(k, dim=-1)                           # B, K, k
+        if k > n:
+            raise ValueError(
+                f"SimilarityKernel: top_k={k} but the similarity map has only N={n} patches; lower KernelConfig.top_k"
+            )
+        top_sim, top_idx = sim.topk(k, dim=-1)  # B, K, k
         return torch.zeros_like(sim).scatter(-1, top_idx, self.pool(top_sim))  # B, K, N
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "patches (B, N, D) -> (local features l (B, K, D), similarity maps S (B, K, N))."
-        p = self._unit_patches(patches)                                 # B, N, D
-        sim = torch.einsum("bnd,kd->bkn", p, self.embeddings())         # B, K, N   S_o = P̂ ŵ_o
-        a = self.pooling_weights(sim)                                   # B, K, N
+        p = self._unit_patches(patches)  # B, N, D
+        sim = torch.einsum("bnd,kd->bkn", p, self.embeddings())  # B, K, N   S_o = P̂ ŵ_o
+        a = self.pooling_weights(sim)  # B, K, N
         # l_o = Σ_{n ∈ T_o} a_{o,n} p̂_n
-        local = a @ p                                                   # B, K, D
+        local = a @ p  # B, K, D
         return local, sim
 
 # %% ../nbs/07_kernel.ipynb #970c1ca5
-def plot_topk_patches(sim_map: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int] | None = None, ax=None, title: str = ""):
+def plot_topk_patches(
+    sim_map: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int] | None = None, ax=None, title: str = ""
+):
     "Draw a similarity map (N,) or (h, w), outline the patches with non-zero pooling weight and print the weights."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
     s, a = torch.as_tensor(sim_map).detach().float().cpu(), torch.as_tensor(weights).detach().float().cpu()
     if grid is None:
         side = int(round(s.numel() ** 0.5))
         grid = (side, side) if s.ndim == 1 else tuple(s.shape)
-    s, a = s.reshape(grid), a.reshape(grid)                          # h, w
-    if ax is None: _, ax = plt.subplots(figsize=(3, 3))
+    s, a = s.reshape(grid), a.reshape(grid)  # h, w
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 3))
     im = ax.imshow(s, cmap="viridis")
     for r, c in (a > 0).nonzero().tolist():
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.text(c, r, f"{a[r, c]:.2f}", ha="center", va="center", color="white", fontsize=8)
-    ax.set_xticks([]); ax.set_yticks([]); ax.set_title(title or "similarity map, Top-k weights")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or "similarity map, Top-k weights")
     ax.figure.colorbar(im, ax=ax, fraction=0.046)
     return ax

@@ -14,30 +14,42 @@ __all__ = ['average_precision', 'mean_average_precision', 'multilabel_f1', 'eval
 
 # %% ../nbs/02_metrics.ipynb #10fb0b6a
 def _as_numpy(x, what: str) -> np.ndarray:
-    if hasattr(x, "detach"): x = x.detach().cpu().numpy()  # a torch tensor, without importing torch
-    try: return np.asarray(x)
-    except Exception as e: raise TypeError(f"{what}: cannot be read as an array ({e})") from None
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()  # a torch tensor, without importing torch
+    try:
+        return np.asarray(x)
+    except Exception as e:
+        raise TypeError(f"{what}: cannot be read as an array ({e})") from None
+
 
 def _check_inputs(scores, targets) -> tuple[np.ndarray, np.ndarray]:
     "Validated `(float64 scores, int8 targets)`, both `(N, C)`."
     s, t = _as_numpy(scores, "scores"), _as_numpy(targets, "targets")
     if s.ndim != 2 or t.ndim != 2:
-        raise ValueError(f"scores and targets must be (N, C) arrays, got shapes {s.shape} and {t.shape} "
-                         "(use .reshape(-1, 1) for a single class)")
-    if s.shape != t.shape: raise ValueError(f"shape mismatch: scores {s.shape} vs targets {t.shape}")
-    if s.shape[0] == 0: raise ValueError("scores and targets have no rows (N = 0)")
-    if not (np.issubdtype(s.dtype, np.number) or s.dtype == bool): raise TypeError(f"scores must be numeric, got dtype {s.dtype}")
+        raise ValueError(
+            f"scores and targets must be (N, C) arrays, got shapes {s.shape} and {t.shape} "
+            "(use .reshape(-1, 1) for a single class)"
+        )
+    if s.shape != t.shape:
+        raise ValueError(f"shape mismatch: scores {s.shape} vs targets {t.shape}")
+    if s.shape[0] == 0:
+        raise ValueError("scores and targets have no rows (N = 0)")
+    if not (np.issubdtype(s.dtype, np.number) or s.dtype == bool):
+        raise TypeError(f"scores must be numeric, got dtype {s.dtype}")
     s = s.astype(np.float64)
     bad = ~np.isfinite(s)
     if bad.any():
         n, c = np.argwhere(bad)[0]
         raise ValueError(f"scores contain {int(bad.sum())} non-finite value(s), first at [{n}, {c}] = {s[n, c]}")
     tf = t.astype(np.float64) if (np.issubdtype(t.dtype, np.number) or t.dtype == bool) else None
-    if tf is None: raise TypeError(f"targets must be numeric, got dtype {t.dtype}")
+    if tf is None:
+        raise TypeError(f"targets must be numeric, got dtype {t.dtype}")
     bad = ~np.isin(tf, (-1.0, 0.0, 1.0))
     if bad.any():
         n, c = np.argwhere(bad)[0]
-        raise ValueError(f"targets must be -1 (ignored), 0 or 1; found {int(bad.sum())} other value(s), first at [{n}, {c}] = {tf[n, c]}")
+        raise ValueError(
+            f"targets must be -1 (ignored), 0 or 1; found {int(bad.sum())} other value(s), first at [{n}, {c}] = {tf[n, c]}"
+        )
     return s, tf.astype(np.int8)
 
 # %% ../nbs/02_metrics.ipynb #e520d567
@@ -45,18 +57,18 @@ def average_precision(scores, targets) -> np.ndarray:
     "Per-class AP `(C,)` as in `sklearn.metrics.average_precision_score` (ties grouped); nan without positives."
     s, t = _check_inputs(scores, targets)
     N, C = s.shape
-    order = np.argsort(-s, axis=0, kind="stable")              # N, C  rank -> image
+    order = np.argsort(-s, axis=0, kind="stable")  # N, C  rank -> image
     s_sorted = np.take_along_axis(s, order, axis=0)
     t_sorted = np.take_along_axis(t, order, axis=0)
-    pos, neg = (t_sorted == 1), (t_sorted == 0)                # -1 is neither
-    tp, fp = np.cumsum(pos, axis=0), np.cumsum(neg, axis=0)    # N, C
+    pos, neg = (t_sorted == 1), (t_sorted == 0)  # -1 is neither
+    tp, fp = np.cumsum(pos, axis=0), np.cumsum(neg, axis=0)  # N, C
     # index of the last row of each row's tied group: group ends, filled backwards
     is_end = np.ones((N, C), dtype=bool)
     is_end[:-1] = s_sorted[1:] != s_sorted[:-1]
     end_idx = np.where(is_end, np.arange(N)[:, None], N - 1)
     end_idx = np.minimum.accumulate(end_idx[::-1], axis=0)[::-1]
     tp_end, fp_end = np.take_along_axis(tp, end_idx, axis=0), np.take_along_axis(fp, end_idx, axis=0)
-    precision = tp_end / np.maximum(tp_end + fp_end, 1)       # rows of positives always have tp_end >= 1
+    precision = tp_end / np.maximum(tp_end + fp_end, 1)  # rows of positives always have tp_end >= 1
     n_pos = pos.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ap = (precision * pos).sum(axis=0) / n_pos
@@ -84,32 +96,37 @@ def _predictions(s: np.ndarray, threshold: float | None, top_k: int | None) -> n
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= C:
             raise ValueError(f"top_k must be an integer in [1, {C}] (the number of classes), got {top_k!r}")
-        best = np.argsort(-s, axis=1, kind="stable")[:, :top_k]   # N, k
+        best = np.argsort(-s, axis=1, kind="stable")[:, :top_k]  # N, k
         pred = np.zeros_like(pred)
         np.put_along_axis(pred, best, True, axis=1)
     if threshold is not None:
-        if not np.isfinite(threshold): raise ValueError(f"threshold must be finite, got {threshold}")
+        if not np.isfinite(threshold):
+            raise ValueError(f"threshold must be finite, got {threshold}")
         pred &= s >= threshold
     return pred
 
+
 def _f1(p: float, r: float) -> float:
     "Harmonic mean; 0 when both are 0, nan when either is undefined."
-    if np.isnan(p) or np.isnan(r): return float("nan")
+    if np.isnan(p) or np.isnan(r):
+        return float("nan")
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
 
 def multilabel_f1(scores, targets, threshold: float | None = None, top_k: int | None = None) -> dict:
     """`dict(CP, CR, CF1, OP, OR, OF1)` as fractions. Predicted labels: `scores >= threshold` (default
     0.5 when `top_k` is not given), the `top_k` best per image, or, with both, ML-GCN's top-k that also
     pass the threshold."""
     s, t = _check_inputs(scores, targets)
-    if threshold is None and top_k is None: threshold = 0.5
+    if threshold is None and top_k is None:
+        threshold = 0.5
     pred = _predictions(s, threshold, top_k)
     valid = t >= 0
-    n_correct = (pred & (t == 1)).sum(0)                     # N^c_c  (C,)
-    n_pred = (pred & valid).sum(0)                           # N^p_c
-    n_gt = (t == 1).sum(0)                                   # N^g_c
+    n_correct = (pred & (t == 1)).sum(0)  # N^c_c  (C,)
+    n_pred = (pred & valid).sum(0)  # N^p_c
+    n_gt = (t == 1).sum(0)  # N^g_c
     has_pos = n_gt > 0
-    prec_c = n_correct / np.maximum(n_pred, 1)               # no prediction -> precision 0 (ML-GCN)
+    prec_c = n_correct / np.maximum(n_pred, 1)  # no prediction -> precision 0 (ML-GCN)
     rec_c = n_correct / np.maximum(n_gt, 1)
     CP = float(prec_c[has_pos].mean()) if has_pos.any() else float("nan")
     CR = float(rec_c[has_pos].mean()) if has_pos.any() else float("nan")
@@ -118,11 +135,13 @@ def multilabel_f1(scores, targets, threshold: float | None = None, top_k: int | 
     return dict(CP=CP, CR=CR, CF1=_f1(CP, CR), OP=OP, OR=OR, OF1=_f1(OP, OR))
 
 # %% ../nbs/02_metrics.ipynb #565574a8
-def evaluate(scores, targets, class_names: list[str] | None = None, threshold: float | None = 0.5,
-             top_k: int | None = 3) -> dict:
+def evaluate(
+    scores, targets, class_names: list[str] | None = None, threshold: float | None = 0.5, top_k: int | None = 3
+) -> dict:
     "mAP, per-class AP, `excluded`, and the F1 family at `threshold` and at `top_k` in one flat dict."
     out = mean_average_precision(scores, targets, class_names)
-    if threshold is not None: out.update(multilabel_f1(scores, targets, threshold=threshold))
+    if threshold is not None:
+        out.update(multilabel_f1(scores, targets, threshold=threshold))
     if top_k is not None:
         out.update({f"{k}_top{top_k}": v for k, v in multilabel_f1(scores, targets, top_k=top_k).items()})
     return out

@@ -25,90 +25,119 @@ __all__ = ['GLOBAL_VIEWS', 'GLOBAL_VIEW_MODULES', 'CHECKPOINT_FORMAT', 'ZERO_SHO
            'masked_global_logits', 'cdul_scores', 'zero_shot_logits']
 
 # %% ../nbs/09_model.ipynb #b7a19c0a
-GLOBAL_VIEWS = {"plain": 1, "masked": 2, "all": 3}   # global-logit views -> how many
+GLOBAL_VIEWS = {"plain": 1, "masked": 2, "all": 3}  # global-logit views -> how many
+
 
 @dataclass
 class ModelConfig:
     "BAC-GCN settings: kernel + GCN configs and the logit options (defaults justified in the notebook)."
+
     kernel: KernelConfig | dict = field(default_factory=KernelConfig)
     gcn: GCNConfig | dict = field(default_factory=GCNConfig)
-    global_views: str = "plain"         # global logits from "plain" [g] | "masked" [g^H, g^Hc] | "all" [g, g^H, g^Hc]
-    global_mode: str = "max"            # agg of the views' cosines: "max" | "sum"
-    use_global: bool = True             # add the global logits
-    use_local: bool = True              # add the local (GCN) logits
-    use_global_masking: bool = True     # nodes [g^H, g^Hc] (True) or the plain [g] (False: ablation)
-    normalize_nodes: bool = True        # L2-normalise the GCN input nodes
+    global_views: str = "plain"  # global logits from "plain" [g] | "masked" [g^H, g^Hc] | "all" [g, g^H, g^Hc]
+    global_mode: str = "max"  # agg of the views' cosines: "max" | "sum"
+    use_global: bool = True  # add the global logits
+    use_local: bool = True  # add the local (GCN) logits
+    use_global_masking: bool = True  # nodes [g^H, g^Hc] (True) or the plain [g] (False: ablation)
+    normalize_nodes: bool = True  # L2-normalise the GCN input nodes
     logit_scale_init: float = 1 / 0.07  # CLIP's initial temperature
-    logit_scale_max: float = 100.0      # CLIP's clamp
+    logit_scale_max: float = 100.0  # CLIP's clamp
     learnable_logit_scale: bool = True
-    logit_bias: bool = True             # learnable per-category bias b_o (init 0)
+    logit_bias: bool = True  # learnable per-category bias b_o (init 0)
 
     def __post_init__(self):
         self.kernel, self.gcn = as_config(KernelConfig, self.kernel), as_config(GCNConfig, self.gcn)
-        if self.global_views not in GLOBAL_VIEWS: raise ValueError(f"ModelConfig.global_views must be one of {list(GLOBAL_VIEWS)}, got {self.global_views!r}")
-        if self.global_mode not in ("max", "sum"): raise ValueError(f"ModelConfig.global_mode must be 'max' or 'sum', got {self.global_mode!r}")
-        if not (self.use_global or self.use_local): raise ValueError("ModelConfig: use_global and use_local are both False, nothing would be predicted")
-        if not 0 < self.logit_scale_init <= self.logit_scale_max: raise ValueError(f"ModelConfig: need 0 < logit_scale_init <= logit_scale_max, got {self.logit_scale_init}, {self.logit_scale_max}")
+        if self.global_views not in GLOBAL_VIEWS:
+            raise ValueError(f"ModelConfig.global_views must be one of {list(GLOBAL_VIEWS)}, got {self.global_views!r}")
+        if self.global_mode not in ("max", "sum"):
+            raise ValueError(f"ModelConfig.global_mode must be 'max' or 'sum', got {self.global_mode!r}")
+        if not (self.use_global or self.use_local):
+            raise ValueError("ModelConfig: use_global and use_local are both False, nothing would be predicted")
+        if not 0 < self.logit_scale_init <= self.logit_scale_max:
+            raise ValueError(
+                f"ModelConfig: need 0 < logit_scale_init <= logit_scale_max, got {self.logit_scale_init}, {self.logit_scale_max}"
+            )
 
     @property
     def n_global(self) -> int:
         "Number of global nodes G in front of the K local nodes: 2 ([g^H, g^Hc]) or 1 ([g])."
         return 2 if self.use_global_masking else 1
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 # %% ../nbs/09_model.ipynb #ff600aec
 def _check_vec(x, name: str) -> torch.Tensor:
-    if x is None: raise ValueError(f"BACGCN: `{name}` (B, D) is required by this configuration but was not given")
-    if x.ndim != 2: raise ValueError(f"BACGCN: `{name}` must be (B, D), got shape {tuple(x.shape)}")
+    if x is None:
+        raise ValueError(f"BACGCN: `{name}` (B, D) is required by this configuration but was not given")
+    if x.ndim != 2:
+        raise ValueError(f"BACGCN: `{name}` must be (B, D), got shape {tuple(x.shape)}")
     return x
+
 
 class MaskedGlobalNodes(nn.Module):
     "Global nodes [g^H, g^Hc] (B, 2, D)."
+
     def forward(self, global_, g_h, g_hc) -> torch.Tensor:
         return torch.stack([_check_vec(g_h, "g_h"), _check_vec(g_hc, "g_hc")], dim=1)  # B, 2, D
 
+
 class PlainGlobalNodes(nn.Module):
     "Global node [g] (B, 1, D): the 'without g^H/g^Hc masking' ablation."
+
     def forward(self, global_, g_h, g_hc) -> torch.Tensor:
-        return _check_vec(global_, "global_")[:, None]                                  # B, 1, D
+        return _check_vec(global_, "global_")[:, None]  # B, 1, D
+
 
 class AllGlobalViews(nn.Module):
     "Global views [g, g^H, g^Hc] (B, 3, D)."
+
     def forward(self, global_, g_h, g_hc) -> torch.Tensor:
-        return torch.stack([_check_vec(global_, "global_"), _check_vec(g_h, "g_h"), _check_vec(g_hc, "g_hc")], dim=1)  # B, 3, D
+        return torch.stack(
+            [_check_vec(global_, "global_"), _check_vec(g_h, "g_h"), _check_vec(g_hc, "g_hc")], dim=1
+        )  # B, 3, D
+
 
 GLOBAL_VIEW_MODULES = {"plain": PlainGlobalNodes, "masked": MaskedGlobalNodes, "all": AllGlobalViews}
 
+
 class GlobalLogits(nn.Module):
     "agg_G cos(g_G, w_o): cosine of every global node with every category, max or sum over the nodes."
+
     def __init__(self, n_global: int, mode: str = "max"):
         super().__init__()
         self.n_global, self.mode = n_global, mode
 
     def forward(self, nodes: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        g = nodes[:, : self.n_global]                                        # B, G, D
-        cos = F.normalize(g, dim=-1) @ w.T                                   # B, G, K
-        return cos.amax(dim=1) if self.mode == "max" else cos.sum(dim=1)     # B, K
+        g = nodes[:, : self.n_global]  # B, G, D
+        cos = F.normalize(g, dim=-1) @ w.T  # B, G, K
+        return cos.amax(dim=1) if self.mode == "max" else cos.sum(dim=1)  # B, K
+
 
 class LocalLogits(nn.Module):
     "cos(h_{l_o}, w_o): the GCN output of local node o against its own category embedding."
+
     def __init__(self, gcn: CLIPGCN, n_global: int):
         super().__init__()
         self.gcn, self.n_global = gcn, n_global
 
     def forward(self, nodes: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        h = self.gcn(nodes)[:, self.n_global :]                              # B, K, D
-        return (F.normalize(h, dim=-1) * w).sum(-1)                          # B, K  (diagonal)
+        h = self.gcn(nodes)[:, self.n_global :]  # B, K, D
+        return (F.normalize(h, dim=-1) * w).sum(-1)  # B, K  (diagonal)
+
 
 class ZeroLogits(nn.Module):
     "A switched-off branch: zeros (B, K)."
+
     def forward(self, nodes: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return nodes.new_zeros(nodes.shape[0], w.shape[0])
 
+
 class L2Normalize(nn.Module):
     "x / ||x|| over the last dim."
-    def forward(self, x: torch.Tensor) -> torch.Tensor: return F.normalize(x, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)
 
 # %% ../nbs/09_model.ipynb #d02690d1
 class BACGCN(nn.Module):
@@ -117,64 +146,96 @@ class BACGCN(nn.Module):
     text_embeddings (K, D) initialise the category embeddings; adj is the (G + K, G + K) adjacency over
     nodes [g^H, g^Hc, l_1..l_K] (G = 2) or [g, l_1..l_K] (G = 1 when use_global_masking=False);
     categories: the K names (or a `bacgcn.vocab.Vocab`), n_classes: C (default: from the Vocab, else K)."""
-    def __init__(self, text_embeddings: torch.Tensor, adj: torch.Tensor | None = None, *, categories,
-                 n_classes: int | None = None, config: ModelConfig | dict | None = None):
+
+    def __init__(
+        self,
+        text_embeddings: torch.Tensor,
+        adj: torch.Tensor | None = None,
+        *,
+        categories,
+        n_classes: int | None = None,
+        config: ModelConfig | dict | None = None,
+    ):
         super().__init__()
         self.config = config = as_config(ModelConfig, config)
         self.kernel = SimilarityKernel(text_embeddings, config.kernel)
         K, D, G = self.kernel.n_categories, self.kernel.embed_dim, config.n_global
         names = list(getattr(categories, "categories", categories))
         if len(names) != K or not all(isinstance(c, str) for c in names):
-            raise ValueError(f"BACGCN: `categories` must be {K} names, one per row of text_embeddings; got {len(names)}")
+            raise ValueError(
+                f"BACGCN: `categories` must be {K} names, one per row of text_embeddings; got {len(names)}"
+            )
         self.categories = names
         self.n_classes = int(n_classes if n_classes is not None else getattr(categories, "n_classes", K))
-        if not 1 <= self.n_classes <= K: raise ValueError(f"BACGCN: n_classes={self.n_classes} must be in [1, K={K}]")
+        if not 1 <= self.n_classes <= K:
+            raise ValueError(f"BACGCN: n_classes={self.n_classes} must be in [1, K={K}]")
         self.global_nodes = MaskedGlobalNodes() if config.use_global_masking else PlainGlobalNodes()
         self.node_norm = L2Normalize() if config.normalize_nodes else nn.Identity()
         self.global_views = GLOBAL_VIEW_MODULES[config.global_views]()
-        self.global_head = GlobalLogits(GLOBAL_VIEWS[config.global_views], config.global_mode) if config.use_global else ZeroLogits()
-        self.local_head = LocalLogits(CLIPGCN(self._check_adj(adj, G, K), D, config.gcn), G) if config.use_local else ZeroLogits()
+        self.global_head = (
+            GlobalLogits(GLOBAL_VIEWS[config.global_views], config.global_mode) if config.use_global else ZeroLogits()
+        )
+        self.local_head = (
+            LocalLogits(CLIPGCN(self._check_adj(adj, G, K), D, config.gcn), G) if config.use_local else ZeroLogits()
+        )
         scale = torch.tensor(math.log(config.logit_scale_init))
-        if config.learnable_logit_scale: self.logit_scale = nn.Parameter(scale)
-        else: self.register_buffer("logit_scale", scale)
+        if config.learnable_logit_scale:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale)
         bias = torch.zeros(K)
-        if config.logit_bias: self.logit_bias = nn.Parameter(bias)            # K
-        else: self.register_buffer("logit_bias", bias)
+        if config.logit_bias:
+            self.logit_bias = nn.Parameter(bias)  # K
+        else:
+            self.register_buffer("logit_bias", bias)
 
     @staticmethod
     def _check_adj(adj, G: int, K: int) -> torch.Tensor:
-        if adj is None: raise ValueError("BACGCN: use_local=True needs the adjacency `adj` (bacgcn.graph.clip_gcn_adjacency)")
+        if adj is None:
+            raise ValueError("BACGCN: use_local=True needs the adjacency `adj` (bacgcn.graph.clip_gcn_adjacency)")
         adj = torch.as_tensor(adj)
         if tuple(adj.shape) != (G + K, G + K):
-            raise ValueError(f"BACGCN: the adjacency is {tuple(adj.shape)} but the model has G={G} global + K={K} local nodes = "
-                             f"{G + K}; build it with clip_gcn_adjacency(..., n_global={G}) for this vocabulary")
+            raise ValueError(
+                f"BACGCN: the adjacency is {tuple(adj.shape)} but the model has G={G} global + K={K} local nodes = "
+                f"{G + K}; build it with clip_gcn_adjacency(..., n_global={G}) for this vocabulary"
+            )
         return adj
 
     @property
-    def n_categories(self) -> int: return self.kernel.n_categories
+    def n_categories(self) -> int:
+        return self.kernel.n_categories
+
     @property
-    def n_global(self) -> int: return self.config.n_global
+    def n_global(self) -> int:
+        return self.config.n_global
 
     def scale(self) -> torch.Tensor:
         "λ = exp(logit_scale), clamped at logit_scale_max (as CLIP)."
         return self.logit_scale.clamp(max=math.log(self.config.logit_scale_max)).exp()
 
-    def forward(self, patches: torch.Tensor, global_: torch.Tensor | None = None, g_h: torch.Tensor | None = None,
-                g_hc: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        patches: torch.Tensor,
+        global_: torch.Tensor | None = None,
+        g_h: torch.Tensor | None = None,
+        g_hc: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         "-> dict(logits, global_logits, local_logits (B, K), sim_maps (B, K, N))."
-        w = self.kernel.embeddings()                                         # K, D
-        local, sim = self.kernel(patches)                                    # B, K, D ; B, K, N
-        g = self.global_nodes(global_, g_h, g_hc).to(w.dtype)                # B, G, D
+        w = self.kernel.embeddings()  # K, D
+        local, sim = self.kernel(patches)  # B, K, D ; B, K, N
+        g = self.global_nodes(global_, g_h, g_hc).to(w.dtype)  # B, G, D
         if g.shape[0] != local.shape[0] or g.shape[-1] != w.shape[-1]:
-            raise ValueError(f"BACGCN: global embeddings {tuple(g.shape[::2])} do not match patches {tuple(patches.shape[::2])} (batch, dim)")
+            raise ValueError(
+                f"BACGCN: global embeddings {tuple(g.shape[::2])} do not match patches {tuple(patches.shape[::2])} (batch, dim)"
+            )
         # H^0 = [g^H, g^Hc, l_1 .. l_K]
-        nodes = self.node_norm(torch.cat([g, local], dim=1))                 # B, G + K, D
+        nodes = self.node_norm(torch.cat([g, local], dim=1))  # B, G + K, D
         lam = self.scale()
         views = self.global_views(global_, g_h, g_hc).to(w.dtype) if self.config.use_global else nodes  # B, V, D
-        global_logits = lam * self.global_head(views, w)                     # B, K
-        local_logits = lam * self.local_head(nodes, w)                       # B, K
+        global_logits = lam * self.global_head(views, w)  # B, K
+        local_logits = lam * self.local_head(nodes, w)  # B, K
         # s = s^glob + s^loc + b
-        logits = global_logits + local_logits + self.logit_bias              # B, K
+        logits = global_logits + local_logits + self.logit_bias  # B, K
         return dict(logits=logits, global_logits=global_logits, local_logits=local_logits, sim_maps=sim)
 
 # %% ../nbs/09_model.ipynb #4e2e7ad3
@@ -185,7 +246,9 @@ def _init_logit_bias(self, logits: torch.Tensor, prior: torch.Tensor, iters: int
     x = torch.as_tensor(logits, dtype=torch.float64)
     p = torch.as_tensor(prior, dtype=torch.float64).clamp(1e-4, 1 - 1e-4)
     if x.ndim != 2 or x.shape[1] != self.n_categories or p.shape != (self.n_categories,):
-        raise ValueError(f"init_logit_bias: need logits (n, K={self.n_categories}) and prior (K,), got {tuple(x.shape)}, {tuple(p.shape)}")
+        raise ValueError(
+            f"init_logit_bias: need logits (n, K={self.n_categories}) and prior (K,), got {tuple(x.shape)}, {tuple(p.shape)}"
+        )
     lo, hi = torch.full_like(p, -200.0), torch.full_like(p, 200.0)
     for _ in range(iters):
         mid = (lo + hi) / 2
@@ -194,12 +257,14 @@ def _init_logit_bias(self, logits: torch.Tensor, prior: torch.Tensor, iters: int
     self.logit_bias.copy_(((lo + hi) / 2).to(self.logit_bias))
     return self.logit_bias
 
+
 BACGCN.init_logit_bias = _init_logit_bias
 
 # %% ../nbs/09_model.ipynb #5dd312d4
 @dataclass
 class LossConfig:
     "Pseudo-label loss: 'bce' (default, DESIGN §3) or 'asl' (Ridnik et al. 2021 recommended gammas and clip)."
+
     kind: str = "bce"
     gamma_neg: float = 4.0
     gamma_pos: float = 0.0
@@ -207,32 +272,46 @@ class LossConfig:
     eps: float = 1e-8
 
     def __post_init__(self):
-        if self.kind not in ("bce", "asl"): raise ValueError(f"LossConfig.kind must be 'bce' or 'asl', got {self.kind!r}")
-        if not 0 <= self.clip < 1: raise ValueError(f"LossConfig.clip must be in [0, 1), got {self.clip!r}")
-        if self.gamma_neg < 0 or self.gamma_pos < 0: raise ValueError("LossConfig: gammas must be >= 0")
+        if self.kind not in ("bce", "asl"):
+            raise ValueError(f"LossConfig.kind must be 'bce' or 'asl', got {self.kind!r}")
+        if not 0 <= self.clip < 1:
+            raise ValueError(f"LossConfig.clip must be in [0, 1), got {self.clip!r}")
+        if self.gamma_neg < 0 or self.gamma_pos < 0:
+            raise ValueError("LossConfig: gammas must be >= 0")
+
 
 def _check_loss_inputs(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if logits.ndim != 2 or targets.shape != logits.shape:
-        raise ValueError(f"loss: logits and targets must both be (B, K), got {tuple(logits.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"loss: logits and targets must both be (B, K), got {tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
     if mask is not None and mask.shape != logits.shape:
         raise ValueError(f"loss: mask must be (B, K) like the logits {tuple(logits.shape)}, got {tuple(mask.shape)}")
     if ((targets < 0) | (targets > 1)).any():
-        raise ValueError("loss: targets must lie in [0, 1]; entries to ignore (e.g. -1 in label files) belong in `mask` (0 = ignored)")
+        raise ValueError(
+            "loss: targets must lie in [0, 1]; entries to ignore (e.g. -1 in label files) belong in `mask` (0 = ignored)"
+        )
     return targets.to(logits.dtype)
 
+
 def _masked_mean(loss: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None: return loss.mean()
+    if mask is None:
+        return loss.mean()
     m = mask.to(loss.dtype)
-    return (loss * m).sum() / m.sum().clamp(min=1)   # mean over kept entries; 0 if nothing is kept
+    return (loss * m).sum() / m.sum().clamp(min=1)  # mean over kept entries; 0 if nothing is kept
+
 
 class MaskedBCELoss(nn.Module):
     "BCE-with-logits on soft or hard targets, averaged over the entries with mask 1."
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         y = _check_loss_inputs(logits, targets, mask)
         return _masked_mean(F.binary_cross_entropy_with_logits(logits, y, reduction="none"), mask)
 
+
 class AsymmetricLoss(nn.Module):
     "ASL (Ridnik et al. 2021): focusing gamma_neg / gamma_pos and probability shifting `clip` on negatives."
+
     def __init__(self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8):
         super().__init__()
         self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
@@ -240,51 +319,74 @@ class AsymmetricLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         y = _check_loss_inputs(logits, targets, mask)
         p = torch.sigmoid(logits)
-        p_m = (p - self.clip).clamp(min=0)                                   # shifted probability of negatives
-        pos = y * (1 - p).pow(self.gamma_pos) * F.logsigmoid(logits)         # y (1-p)^γ+ log p
+        p_m = (p - self.clip).clamp(min=0)  # shifted probability of negatives
+        pos = y * (1 - p).pow(self.gamma_pos) * F.logsigmoid(logits)  # y (1-p)^γ+ log p
         neg = (1 - y) * p_m.pow(self.gamma_neg) * torch.log((1 - p_m).clamp(min=self.eps))  # (1-y) p_m^γ- log(1-p_m)
         return _masked_mean(-(pos + neg), mask)
+
 
 def build_loss(config: LossConfig | dict | None = None) -> nn.Module:
     "The loss module named by `config.kind`; call it as loss(logits, targets, mask=None)."
     config = as_config(LossConfig, config)
-    if config.kind == "bce": return MaskedBCELoss()
+    if config.kind == "bce":
+        return MaskedBCELoss()
     return AsymmetricLoss(config.gamma_neg, config.gamma_pos, config.clip, config.eps)
 
 # %% ../nbs/09_model.ipynb #11b07970
 CHECKPOINT_FORMAT = "bacgcn.model/1"
 
+
 def _category_mismatch(stored: list[str], expected: list[str]) -> str | None:
-    if stored == expected: return None
+    if stored == expected:
+        return None
     missing, extra = [c for c in expected if c not in stored], [c for c in stored if c not in expected]
     msg = f"it was trained on {len(stored)} categories, this model has {len(expected)}"
-    if missing: msg += f"; not in the checkpoint: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
-    if extra: msg += f"; only in the checkpoint: {extra[:10]}{' ...' if len(extra) > 10 else ''}"
+    if missing:
+        msg += f"; not in the checkpoint: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+    if extra:
+        msg += f"; only in the checkpoint: {extra[:10]}{' ...' if len(extra) > 10 else ''}"
     if not missing and not extra:
         i = next(i for i, (a, b) in enumerate(zip(stored, expected)) if a != b)
         msg += f"; same names in another order (index {i}: {stored[i]!r} in the checkpoint, {expected[i]!r} here)"
     return msg
 
+
 def _read_checkpoint(source, map_location="cpu") -> tuple[dict, str]:
-    if isinstance(source, dict): return source, "checkpoint dict"
+    if isinstance(source, dict):
+        return source, "checkpoint dict"
     path = Path(source)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
     return ckpt, str(path)
+
 
 def _check_format(ckpt, where: str) -> dict:
     keys = ("format", "categories", "n_classes", "config", "state_dict")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-        raise ValueError(f"{where}: not a BAC-GCN model checkpoint (needs keys {list(keys)}; a trainer checkpoint keeps it under its own key)")
-    if ckpt["format"] != CHECKPOINT_FORMAT: raise ValueError(f"{where}: checkpoint format {ckpt['format']!r}, this version reads {CHECKPOINT_FORMAT!r}")
+        raise ValueError(
+            f"{where}: not a BAC-GCN model checkpoint (needs keys {list(keys)}; a trainer checkpoint keeps it under its own key)"
+        )
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise ValueError(f"{where}: checkpoint format {ckpt['format']!r}, this version reads {CHECKPOINT_FORMAT!r}")
     return ckpt
 
 # %% ../nbs/09_model.ipynb #da2a8c6a
 def _checkpoint(self, **extra) -> dict:
     "Everything needed to rebuild and check this model: weights, config, category names (+ `extra`)."
-    return dict(format=CHECKPOINT_FORMAT, categories=list(self.categories), n_classes=self.n_classes,
-                embed_dim=self.kernel.embed_dim, config=self.config.to_dict(), state_dict=self.state_dict(), extra=extra)
+    return dict(
+        format=CHECKPOINT_FORMAT,
+        categories=list(self.categories),
+        n_classes=self.n_classes,
+        embed_dim=self.kernel.embed_dim,
+        config=self.config.to_dict(),
+        state_dict=self.state_dict(),
+        extra=extra,
+    )
+
 
 def _save_checkpoint(self, path, **extra) -> Path:
     path = Path(path)
@@ -292,15 +394,20 @@ def _save_checkpoint(self, path, **extra) -> Path:
     torch.save(self.checkpoint(**extra), path)
     return path
 
+
 def _load_checkpoint(self, source, map_location="cpu") -> dict:
     "Load weights from a checkpoint (path or dict) after checking its categories; returns its `extra`."
     ckpt, where = _read_checkpoint(source, map_location)
     ckpt = _check_format(ckpt, where)
     msg = _category_mismatch(list(ckpt["categories"]), self.categories)
-    if msg: raise ValueError(f"{where}: refused, the checkpoint belongs to another vocabulary: {msg}")
-    try: self.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e: raise ValueError(f"{where}: weights do not fit this model's configuration ({e})") from None
+    if msg:
+        raise ValueError(f"{where}: refused, the checkpoint belongs to another vocabulary: {msg}")
+    try:
+        self.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{where}: weights do not fit this model's configuration ({e})") from None
     return ckpt.get("extra", {})
+
 
 @classmethod
 def _from_checkpoint(cls, source, categories=None, map_location="cpu") -> BACGCN:
@@ -310,12 +417,20 @@ def _from_checkpoint(cls, source, categories=None, map_location="cpu") -> BACGCN
     stored = list(ckpt["categories"])
     if categories is not None:
         msg = _category_mismatch(stored, list(getattr(categories, "categories", categories)))
-        if msg: raise ValueError(f"{where}: refused, the checkpoint belongs to another vocabulary: {msg}")
+        if msg:
+            raise ValueError(f"{where}: refused, the checkpoint belongs to another vocabulary: {msg}")
     config = as_config(ModelConfig, ckpt["config"])
     K, G = len(stored), config.n_global
-    model = cls(torch.ones(K, ckpt["embed_dim"]), torch.eye(G + K), categories=stored, n_classes=ckpt["n_classes"], config=config)
+    model = cls(
+        torch.ones(K, ckpt["embed_dim"]),
+        torch.eye(G + K),
+        categories=stored,
+        n_classes=ckpt["n_classes"],
+        config=config,
+    )
     model.load_checkpoint(ckpt)
     return model
+
 
 BACGCN.checkpoint, BACGCN.save_checkpoint = _checkpoint, _save_checkpoint
 BACGCN.load_checkpoint, BACGCN.from_checkpoint = _load_checkpoint, _from_checkpoint
@@ -326,36 +441,59 @@ def _cos(x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     x, text = torch.as_tensor(x), torch.as_tensor(text)
     return F.normalize(x.to(text.dtype), dim=-1) @ F.normalize(text, dim=-1).T
 
+
 def clip_global_logits(global_: torch.Tensor, text: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
     "CLIP zero-shot: λ cos(g, w) (B, K)."
     return scale * _cos(global_, text)
 
+
 def clip_local_logits(patches: torch.Tensor, text: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
     "Best patch: λ max_n cos(p_n, w) (B, K)."
-    return scale * _cos(patches, text).amax(dim=1)                       # B, N, K -> B, K
+    return scale * _cos(patches, text).amax(dim=1)  # B, N, K -> B, K
+
 
 def masked_global_logits(global_, g_h, g_hc, text: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
     "λ max(cos(g, w), cos(g^H, w), cos(g^Hc, w)) (B, K)."
     return scale * torch.stack([_cos(global_, text), _cos(g_h, text), _cos(g_hc, text)]).amax(dim=0)
 
-def cdul_scores(global_: torch.Tensor, local_features: torch.Tensor, text: torch.Tensor, scale: float = 100.0,
-                threshold: float = 0.5) -> torch.Tensor:
+
+def cdul_scores(
+    global_: torch.Tensor,
+    local_features: torch.Tensor,
+    text: torch.Tensor,
+    scale: float = 100.0,
+    threshold: float = 0.5,
+) -> torch.Tensor:
     "CDUL global-local aggregation (our reading, see notebook): local_features (B, J, D) are snippets or patches."
-    s_glob = torch.softmax(scale * _cos(global_, text), dim=-1)          # B, K
-    s_loc = torch.softmax(scale * _cos(local_features, text), dim=-1)    # B, J, K
-    alpha, beta = s_loc.amax(dim=1), s_loc.amin(dim=1)                   # B, K
+    s_glob = torch.softmax(scale * _cos(global_, text), dim=-1)  # B, K
+    s_loc = torch.softmax(scale * _cos(local_features, text), dim=-1)  # B, J, K
+    alpha, beta = s_loc.amax(dim=1), s_loc.amin(dim=1)  # B, K
     return (s_glob + torch.where(alpha >= threshold, alpha, beta)) / 2
+
 
 ZERO_SHOT_KINDS = ("clip_global", "clip_local", "masked_global", "cdul")
 
-def zero_shot_logits(kind: str, text: torch.Tensor, *, patches=None, global_=None, g_h=None, g_hc=None, scale: float = 100.0) -> torch.Tensor:
+
+def zero_shot_logits(
+    kind: str, text: torch.Tensor, *, patches=None, global_=None, g_h=None, g_hc=None, scale: float = 100.0
+) -> torch.Tensor:
     "Scores (B, K) of the zero-shot baseline `kind` (one of ZERO_SHOT_KINDS) from cached features."
-    need = dict(clip_global=("global_",), clip_local=("patches",), masked_global=("global_", "g_h", "g_hc"), cdul=("global_", "patches"))
-    if kind not in need: raise ValueError(f"zero_shot_logits: unknown kind {kind!r}; choose one of {list(ZERO_SHOT_KINDS)}")
+    need = dict(
+        clip_global=("global_",),
+        clip_local=("patches",),
+        masked_global=("global_", "g_h", "g_hc"),
+        cdul=("global_", "patches"),
+    )
+    if kind not in need:
+        raise ValueError(f"zero_shot_logits: unknown kind {kind!r}; choose one of {list(ZERO_SHOT_KINDS)}")
     given = dict(patches=patches, global_=global_, g_h=g_h, g_hc=g_hc)
     missing = [k for k in need[kind] if given[k] is None]
-    if missing: raise ValueError(f"zero_shot_logits({kind!r}) needs {missing}")
-    if kind == "clip_global": return clip_global_logits(global_, text, scale)
-    if kind == "clip_local": return clip_local_logits(patches, text, scale)
-    if kind == "masked_global": return masked_global_logits(global_, g_h, g_hc, text, scale)
+    if missing:
+        raise ValueError(f"zero_shot_logits({kind!r}) needs {missing}")
+    if kind == "clip_global":
+        return clip_global_logits(global_, text, scale)
+    if kind == "clip_local":
+        return clip_local_logits(patches, text, scale)
+    if kind == "masked_global":
+        return masked_global_logits(global_, g_h, g_hc, text, scale)
     return cdul_scores(global_, patches, text, scale)

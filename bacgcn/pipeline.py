@@ -24,8 +24,18 @@ from .metrics import evaluate
 from .model import BACGCN, ZERO_SHOT_KINDS
 from .reso import ResoConfig, SmallRegion, crop_and_resize, region_targets, small_object_regions
 from .shard import FileFeatureSource
-from .train import (FeatureSource, Segment, Trainer, TrainConfig, TrainingSet, predict_logits, resolve_device,
-                          seed_everything, write_json, zero_shot_scores)
+from bacgcn.train import (
+    FeatureSource,
+    Segment,
+    Trainer,
+    TrainConfig,
+    TrainingSet,
+    predict_logits,
+    resolve_device,
+    seed_everything,
+    write_json,
+    zero_shot_scores,
+)
 from .vocab import Vocab
 
 # %% auto #0
@@ -38,48 +48,81 @@ __all__ = ['DEFAULT_SPLITS', 'Alignment', 'align', 'find_small_objects', 'make_r
 @dataclass
 class Alignment:
     "Rows of a feature cache matched with rows of the pseudo labels."
+
     cache_rows: np.ndarray
     label_rows: np.ndarray
-    missing_captions: list[str]     # image ids with features but no captions
-    missing_images: list[str]       # caption ids that are not in the dataset
-    failed_images: list[str]        # ids whose features could not be computed
+    missing_captions: list[str]  # image ids with features but no captions
+    missing_images: list[str]  # caption ids that are not in the dataset
+    failed_images: list[str]  # ids whose features could not be computed
 
     def report(self) -> str:
         parts = [f"{len(self.cache_rows)} training images with captions and features"]
-        for what, ids in [("without captions", self.missing_captions), ("with captions but not in the dataset", self.missing_images),
-                          ("whose image could not be read", self.failed_images)]:
-            if ids: parts.append(f"{len(ids)} {what} (e.g. {', '.join(ids[:3])})")
+        for what, ids in [
+            ("without captions", self.missing_captions),
+            ("with captions but not in the dataset", self.missing_images),
+            ("whose image could not be read", self.failed_images),
+        ]:
+            if ids:
+                parts.append(f"{len(ids)} {what} (e.g. {', '.join(ids[:3])})")
         return "; ".join(parts)
+
 
 def align(cache_ids: list[str], valid: np.ndarray, label_ids: list[str], strict: bool = False) -> Alignment:
     "Match the cache's image ids (with their `valid` mask) to the pseudo labels' ids."
     pos = {k: i for i, k in enumerate(label_ids)}
     in_cache = set(cache_ids)
     rows = [(i, pos[k]) for i, k in enumerate(cache_ids) if valid[i] and k in pos]
-    a = Alignment(np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64),
-                  [k for k in cache_ids if k not in pos], [k for k in label_ids if k not in in_cache],
-                  [k for i, k in enumerate(cache_ids) if not valid[i]])
-    if strict and (a.missing_captions or a.missing_images): raise ValueError(f"captions and dataset disagree (strict): {a.report()}")
-    if len(a.cache_rows) == 0: raise ValueError(f"no training image has both captions and features: {a.report()}")
+    a = Alignment(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        [k for k in cache_ids if k not in pos],
+        [k for k in label_ids if k not in in_cache],
+        [k for i, k in enumerate(cache_ids) if not valid[i]],
+    )
+    if strict and (a.missing_captions or a.missing_images):
+        raise ValueError(f"captions and dataset disagree (strict): {a.report()}")
+    if len(a.cache_rows) == 0:
+        raise ValueError(f"no training image has both captions and features: {a.report()}")
     return a
 
 # %% ../nbs/14_pipeline.ipynb #705a584b
 @torch.no_grad()
-def find_small_objects(model: BACGCN, source: FeatureSource, rows: np.ndarray, pseudo: np.ndarray, grid: tuple[int, int],
-                       config: ResoConfig, batch_size: int = 256, device="cpu") -> list:
+def find_small_objects(
+    model: BACGCN,
+    source: FeatureSource,
+    rows: np.ndarray,
+    pseudo: np.ndarray,
+    grid: tuple[int, int],
+    config: ResoConfig,
+    batch_size: int = 256,
+    device="cpu",
+) -> list:
     "SmallRegions (with image_index = position in `rows`) from the model's similarity maps; `pseudo` (n, K) > 0 = positive."
     model.eval()
     out = []
     for i in range(0, len(rows), batch_size):
-        b = source.gather(rows[i:i + batch_size], device)
-        sim = model.kernel.similarity(b["patches"]).float().cpu()                        # B, K, N
-        for r in small_object_regions(sim, pseudo[i:i + batch_size], config, grid=grid, n_classes=model.n_classes):
+        b = source.gather(rows[i : i + batch_size], device)
+        sim = model.kernel.similarity(b["patches"]).float().cpu()  # B, K, N
+        for r in small_object_regions(sim, pseudo[i : i + batch_size], config, grid=grid, n_classes=model.n_classes):
             out.append(r._replace(image_index=r.image_index + i))
     return out
 
-def make_reso_builder(*, backbone: ClipBackbone, source: FeatureSource, rows: np.ndarray, image_ids: list[str],
-                      image_paths: list, pseudo: np.ndarray, reso_config: ResoConfig, work_dir, feature_config=None,
-                      batch_size: int = 256, progress: bool = True, regions: list[SmallRegion] | None = None):
+
+def make_reso_builder(
+    *,
+    backbone: ClipBackbone,
+    source: FeatureSource,
+    rows: np.ndarray,
+    image_ids: list[str],
+    image_paths: list,
+    pseudo: np.ndarray,
+    reso_config: ResoConfig,
+    work_dir,
+    feature_config=None,
+    batch_size: int = 256,
+    progress: bool = True,
+    regions: list[SmallRegion] | None = None,
+):
     """The `reso_builder` of a `Trainer`: finds small objects with the model's current similarity maps,
     crops and encodes them (cached in `work_dir`) and returns them as a training segment.
     rows/image_ids/image_paths/pseudo are aligned (one entry per training sample).
@@ -90,35 +133,61 @@ def make_reso_builder(*, backbone: ClipBackbone, source: FeatureSource, rows: np
         pseudo = np.array(pseudo, dtype=np.float32, copy=True)
         for r in regions:
             if not (0 <= r.image_index < len(pseudo) and 0 <= r.category < pseudo.shape[1]):
-                raise ValueError(f"make_reso_builder: region {r} is outside the {len(pseudo)} x {pseudo.shape[1]} training labels")
+                raise ValueError(
+                    f"make_reso_builder: region {r} is outside the {len(pseudo)} x {pseudo.shape[1]} training labels"
+                )
             pseudo[r.image_index, r.category] = 1.0
     fixed = regions
 
     def build(model: BACGCN, epoch: int) -> list[Segment]:
         work_dir.mkdir(parents=True, exist_ok=True)
         regions_file = work_dir / "regions.json"
-        if regions_file.exists():   # resumed run: the crops were chosen by the model of the ReSO epoch
+        if regions_file.exists():  # resumed run: the crops were chosen by the model of the ReSO epoch
             regions = [tuple(r) for r in json.loads(regions_file.read_text())["regions"]]
         else:
-            found = fixed if fixed is not None else find_small_objects(
-                model, source, rows, pseudo, backbone.grid_size, reso_config, batch_size, next(model.parameters()).device)
+            found = (
+                fixed
+                if fixed is not None
+                else find_small_objects(
+                    model,
+                    source,
+                    rows,
+                    pseudo,
+                    backbone.grid_size,
+                    reso_config,
+                    batch_size,
+                    next(model.parameters()).device,
+                )
+            )
             regions = [(r.image_index, r.category, list(r.box), r.area) for r in found]
             write_json({"epoch": epoch, "config": asdict(reso_config), "regions": regions}, regions_file)
-        if not regions: return []
-        crop_dir = work_dir / "crops"; crop_dir.mkdir(exist_ok=True)
+        if not regions:
+            return []
+        crop_dir = work_dir / "crops"
+        crop_dir.mkdir(exist_ok=True)
         items = []
         for j, (i, o, box, _) in enumerate(tqdm(regions, desc="ReSO crops", disable=not progress, leave=False)):
             f = crop_dir / f"{j:07d}.png"
             if not f.exists():
-                try: crop_and_resize(read_image(image_paths[i]), box, backbone.image_size, min_crop_px=reso_config.min_crop_px).save(f)
-                except (OSError, ValueError): continue   # unreadable now: recorded as failed by the extractor
+                try:
+                    crop_and_resize(
+                        read_image(image_paths[i]), box, backbone.image_size, min_crop_px=reso_config.min_crop_px
+                    ).save(f)
+                except (OSError, ValueError):
+                    continue  # unreadable now: recorded as failed by the extractor
             items.append((f"{image_ids[i]}#{o}", f))
         cache = extract_features(items, backbone, work_dir / "features", feature_config, progress=progress)
         ok = np.nonzero(cache.valid)[0]
-        if len(ok) == 0: return []
+        if len(ok) == 0:
+            return []
         by_id = {f"{image_ids[i]}#{o}": SmallRegion(i, o, tuple(box), area) for i, o, box, area in regions}
         targets, masks = region_targets([by_id[cache.image_ids[k]] for k in ok], pseudo)
-        return [Segment(FileFeatureSource.open(cache), ok, targets.astype(np.float32), masks.astype(np.float32), "reso crops")]
+        return [
+            Segment(
+                FileFeatureSource.open(cache), ok, targets.astype(np.float32), masks.astype(np.float32), "reso crops"
+            )
+        ]
+
     return build
 
 # %% ../nbs/14_pipeline.ipynb #b2a763ca
@@ -127,42 +196,71 @@ def cache_folder(cache_dir, split: str, backbone: ClipBackbone) -> Path:
     h = hashlib.sha256(json.dumps(backbone.identity, sort_keys=True).encode()).hexdigest()[:8]
     return Path(cache_dir) / f"{split}-{h}"
 
+
 @dataclass
 class Prepared:
     "Everything a training run reads: aligned caches, pseudo labels, text embeddings, test labels."
+
     vocab: Vocab
     backbone: ClipBackbone
-    text: torch.Tensor                 # K, D prompt-ensemble embeddings (classes, then backgrounds)
+    text: torch.Tensor  # K, D prompt-ensemble embeddings (classes, then backgrounds)
     train: FeatureSource
-    train_rows: np.ndarray             # n   cache rows of the training samples
+    train_rows: np.ndarray  # n   cache rows of the training samples
     train_ids: list[str]
     train_paths: list
-    pseudo_soft: np.ndarray            # n, K
-    pseudo_hard: np.ndarray            # n, K
+    pseudo_soft: np.ndarray  # n, K
+    pseudo_hard: np.ndarray  # n, K
     alignment: Alignment
     test: FeatureSource | None = None
-    test_rows: np.ndarray | None = None    # rows of the test cache with features
+    test_rows: np.ndarray | None = None  # rows of the test cache with features
     test_ids: list[str] | None = None
     test_paths: list | None = None
     test_labels: np.ndarray | None = None  # n_test, C (1 / 0 / -1)
-    feature_config: dict | None = None     # how crops are extracted too (bacgcn.features.FeatureConfig fields)
+    feature_config: dict | None = None  # how crops are extracted too (bacgcn.features.FeatureConfig fields)
 
-def prepare(*, vocab: Vocab, backbone: ClipBackbone, train_items: list, pseudo, cache_dir, test_items: list | None = None,
-            test_labels: np.ndarray | None = None, feature_config=None, strict: bool = False, progress: bool = True,
-            splits: tuple[str, str] = ("train", "test")) -> Prepared:
+
+def prepare(
+    *,
+    vocab: Vocab,
+    backbone: ClipBackbone,
+    train_items: list,
+    pseudo,
+    cache_dir,
+    test_items: list | None = None,
+    test_labels: np.ndarray | None = None,
+    feature_config=None,
+    strict: bool = False,
+    progress: bool = True,
+    splits: tuple[str, str] = ("train", "test"),
+) -> Prepared:
     """Extract/reopen the caches and align everything. `train_items`, `test_items`: (image_id, path) lists;
     `pseudo`: a `bacgcn.captions.PseudoLabels` (image_ids, soft, hard over vocab.categories); `test_labels` (n_test, C)."""
     if list(pseudo.categories) != vocab.categories:
-        raise ValueError(f"pseudo labels are over {len(pseudo.categories)} categories that differ from vocabulary {vocab.name!r} ({vocab.n_categories})")
-    tr = extract_features(train_items, backbone, cache_folder(cache_dir, splits[0], backbone), feature_config, progress=progress)
+        raise ValueError(
+            f"pseudo labels are over {len(pseudo.categories)} categories that differ from vocabulary {vocab.name!r} ({vocab.n_categories})"
+        )
+    tr = extract_features(
+        train_items, backbone, cache_folder(cache_dir, splits[0], backbone), feature_config, progress=progress
+    )
     al = align(list(tr.image_ids), tr.valid, list(pseudo.image_ids), strict=strict)
     paths = dict((str(k), p) for k, p in train_items)
-    prep = Prepared(vocab, backbone, backbone.encode_categories(vocab), FileFeatureSource.open(tr), al.cache_rows,
-                    [tr.image_ids[i] for i in al.cache_rows], [paths[tr.image_ids[i]] for i in al.cache_rows],
-                    np.asarray(pseudo.soft, np.float32)[al.label_rows], np.asarray(pseudo.hard, np.float32)[al.label_rows], al,
-                    feature_config=feature_config)
+    prep = Prepared(
+        vocab,
+        backbone,
+        backbone.encode_categories(vocab),
+        FileFeatureSource.open(tr),
+        al.cache_rows,
+        [tr.image_ids[i] for i in al.cache_rows],
+        [paths[tr.image_ids[i]] for i in al.cache_rows],
+        np.asarray(pseudo.soft, np.float32)[al.label_rows],
+        np.asarray(pseudo.hard, np.float32)[al.label_rows],
+        al,
+        feature_config=feature_config,
+    )
     if test_items is not None:
-        te = extract_features(test_items, backbone, cache_folder(cache_dir, splits[1], backbone), feature_config, progress=progress)
+        te = extract_features(
+            test_items, backbone, cache_folder(cache_dir, splits[1], backbone), feature_config, progress=progress
+        )
         rows = np.nonzero(te.valid)[0]
         prep.test, prep.test_rows, prep.test_ids = FileFeatureSource.open(te), rows, [te.image_ids[i] for i in rows]
         tpaths = dict((str(k), p) for k, p in test_items)
@@ -170,7 +268,9 @@ def prepare(*, vocab: Vocab, backbone: ClipBackbone, train_items: list, pseudo, 
         if test_labels is not None:
             test_labels = np.asarray(test_labels)
             if test_labels.shape != (len(test_items), vocab.n_classes):
-                raise ValueError(f"test labels {test_labels.shape} do not match {len(test_items)} test images x {vocab.n_classes} classes")
+                raise ValueError(
+                    f"test labels {test_labels.shape} do not match {len(test_items)} test images x {vocab.n_classes} classes"
+                )
             prep.test_labels = test_labels[rows]
     return prep
 
@@ -179,32 +279,48 @@ def prepare(*, vocab: Vocab, backbone: ClipBackbone, train_items: list, pseudo, 
 class RunResult:
     model: BACGCN
     history: list[dict]
-    test_scores: np.ndarray | None     # n_test, C  sigmoid scores of the classes
+    test_scores: np.ndarray | None  # n_test, C  sigmoid scores of the classes
     metrics: dict | None
+
 
 def _restrict(prep: Prepared, use_backgrounds: bool):
     "text, categories, soft, hard restricted to the classes when backgrounds are switched off."
     K = prep.vocab.n_categories if use_backgrounds else prep.vocab.n_classes
     return prep.text[:K], prep.vocab.categories[:K], prep.pseudo_soft[:, :K], prep.pseudo_hard[:, :K]
 
+
 def build_model(prep: Prepared, config: TrainConfig, targets: np.ndarray | None = None) -> BACGCN:
     "BAC-GCN for `prep` under `config`: seeded weights, co-occurrence graph, logit biases at the priors of the training targets (default: the pseudo labels)."
     text, cats, soft, hard = _restrict(prep, config.use_backgrounds)
-    graph = dict(config.graph); identity = bool(graph.pop("identity", False))
-    adj = clip_gcn_adjacency(hard.sum(0), hard.T @ hard, n_global=config.model.n_global, config=graph, identity=identity)
+    graph = dict(config.graph)
+    identity = bool(graph.pop("identity", False))
+    adj = clip_gcn_adjacency(
+        hard.sum(0), hard.T @ hard, n_global=config.model.n_global, config=graph, identity=identity
+    )
     seed_everything(config.seed)
     model = BACGCN(text, adj, categories=cats, n_classes=prep.vocab.n_classes, config=config.model)
     if config.init_bias_from_prior and config.model.logit_bias:
         rows = prep.train_rows[:512]
         b = prep.train.gather(rows)
-        with torch.no_grad(): out = model(b["patches"], b["global"], b["g_h"], b["g_hc"])
+        with torch.no_grad():
+            out = model(b["patches"], b["global"], b["g_h"], b["g_hc"])
         target = targets if targets is not None else soft if config.target == "soft" else hard
         model.init_logit_bias(out["global_logits"] + out["local_logits"], torch.as_tensor(target.mean(0)))
     return model
 
-def train_and_evaluate(prep: Prepared, config: TrainConfig | dict, out_dir, *, progress: bool = True, resume: bool = False,
-                       clip_config: dict | None = None, stop_after: int | None = None, targets: np.ndarray | None = None,
-                       reso_regions: list[SmallRegion] | None = None) -> RunResult:
+
+def train_and_evaluate(
+    prep: Prepared,
+    config: TrainConfig | dict,
+    out_dir,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    clip_config: dict | None = None,
+    stop_after: int | None = None,
+    targets: np.ndarray | None = None,
+    reso_regions: list[SmallRegion] | None = None,
+) -> RunResult:
     """Train BAC-GCN on `prep` and evaluate it on the test split; writes checkpoint, history and model to `out_dir`.
     `stop_after`: stop after that epoch (a time-limited job; `resume=True` continues it).
     For analyses: `targets` (n, K) replace the pseudo-label training targets (e.g. true labels), and
@@ -214,43 +330,83 @@ def train_and_evaluate(prep: Prepared, config: TrainConfig | dict, out_dir, *, p
     y = soft if config.target == "soft" else hard
     if targets is not None:
         targets = np.asarray(targets, dtype=np.float32)
-        if targets.shape != y.shape: raise ValueError(f"train_and_evaluate: targets are {targets.shape}, the training set needs {y.shape} (images x categories)")
-        if not ((targets >= 0) & (targets <= 1)).all(): raise ValueError("train_and_evaluate: targets must lie in [0, 1]")
+        if targets.shape != y.shape:
+            raise ValueError(
+                f"train_and_evaluate: targets are {targets.shape}, the training set needs {y.shape} (images x categories)"
+            )
+        if not ((targets >= 0) & (targets <= 1)).all():
+            raise ValueError("train_and_evaluate: targets must lie in [0, 1]")
         y = targets
-    if reso_regions is not None and not config.reso: raise ValueError("train_and_evaluate: reso_regions given but TrainConfig.reso is False")
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    if reso_regions is not None and not config.reso:
+        raise ValueError("train_and_evaluate: reso_regions given but TrainConfig.reso is False")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     config.save(out_dir / "train_config.json")
     model = build_model(prep, config, targets)
     ts = TrainingSet([Segment(prep.train, prep.train_rows, y, np.ones_like(y))])
     reso = None
     if config.reso:
-        rc = as_config(ResoConfig, {**config.reso_config, "start_epoch": config.reso_start_epoch, "total_epochs": config.epochs})
-        reso = make_reso_builder(backbone=prep.backbone, source=prep.train, rows=prep.train_rows, image_ids=prep.train_ids,
-                                 image_paths=prep.train_paths, pseudo=(soft > 0).astype(np.float32) if config.reso_candidates == "mentioned" else hard,
-                                 reso_config=rc, work_dir=out_dir / "reso",
-                                 feature_config=prep.feature_config, progress=progress, regions=reso_regions)
+        rc = as_config(
+            ResoConfig, {**config.reso_config, "start_epoch": config.reso_start_epoch, "total_epochs": config.epochs}
+        )
+        reso = make_reso_builder(
+            backbone=prep.backbone,
+            source=prep.train,
+            rows=prep.train_rows,
+            image_ids=prep.train_ids,
+            image_paths=prep.train_paths,
+            pseudo=(soft > 0).astype(np.float32) if config.reso_candidates == "mentioned" else hard,
+            reso_config=rc,
+            work_dir=out_dir / "reso",
+            feature_config=prep.feature_config,
+            progress=progress,
+            regions=reso_regions,
+        )
     labelled = prep.test is not None and prep.test_labels is not None
-    trainer = Trainer(model, ts, config, out_dir, eval_source=_rows_view(prep.test, prep.test_rows) if labelled else None,
-                      eval_labels=prep.test_labels if labelled else None, reso_builder=reso, progress=progress)
+    trainer = Trainer(
+        model,
+        ts,
+        config,
+        out_dir,
+        eval_source=_rows_view(prep.test, prep.test_rows) if labelled else None,
+        eval_labels=prep.test_labels if labelled else None,
+        reso_builder=reso,
+        progress=progress,
+    )
     history = trainer.fit(resume=resume, stop_after=stop_after)
-    extra = dict(vocab=prep.vocab.to_dict(), use_backgrounds=config.use_backgrounds, clip=clip_config or {}, train=config.to_dict())
+    extra = dict(
+        vocab=prep.vocab.to_dict(),
+        use_backgrounds=config.use_backgrounds,
+        clip=clip_config or {},
+        train=config.to_dict(),
+    )
     model.save_checkpoint(out_dir / "model.pt", **extra)
     scores = metrics = None
     if prep.test is not None:
         logits = predict_logits(model, prep.test, prep.test_rows, config.eval_batch_size, trainer.device)
-        scores = 1 / (1 + np.exp(-logits[:, :prep.vocab.n_classes]))
-        if labelled: metrics = evaluate(scores, prep.test_labels, class_names=prep.vocab.classes)
+        scores = 1 / (1 + np.exp(-logits[:, : prep.vocab.n_classes]))
+        if labelled:
+            metrics = evaluate(scores, prep.test_labels, class_names=prep.vocab.classes)
     return RunResult(model, history, scores, metrics)
+
 
 def _rows_view(source: FeatureSource, rows: np.ndarray) -> FeatureSource:
     "A FeatureSource that reads only `rows` of `source` (lazily, for evaluation)."
     return FeatureSource({k: _Rows(source.arrays[k], rows) for k in ("patches", "global", "g_h", "g_hc")}, source.name)
 
+
 class _Rows:
     "Lazy row selection of an array: `_Rows(a, rows)[i] == a[rows[i]]`."
-    def __init__(self, a, rows): self.a, self.rows = a, np.asarray(rows)
-    def __len__(self): return len(self.rows)
-    def __getitem__(self, i): return self.a[self.rows[i]]
+
+    def __init__(self, a, rows):
+        self.a, self.rows = a, np.asarray(rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.a[self.rows[i]]
+
 
 def zero_shot_baselines(prep: Prepared, kinds=ZERO_SHOT_KINDS) -> dict[str, np.ndarray]:
     "Class scores (n_test, C) of every zero-shot baseline on the test cache."
@@ -261,38 +417,58 @@ def zero_shot_baselines(prep: Prepared, kinds=ZERO_SHOT_KINDS) -> dict[str, np.n
 def load_model(checkpoint) -> tuple[BACGCN, dict]:
     "The model and the `extra` dict (vocab, clip, train) of a checkpoint written by `train_and_evaluate`."
     path = Path(checkpoint)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such checkpoint")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
     ck = torch.load(path, map_location="cpu", weights_only=True)
     model = BACGCN.from_checkpoint(ck)
     return model, ck.get("extra", {})
 
+
 @torch.no_grad()
-def predict(checkpoint, images: list, backbone: ClipBackbone | None = None, threshold: float = 0.5, batch_size: int = 32,
-            progress: bool = True):
+def predict(
+    checkpoint,
+    images: list,
+    backbone: ClipBackbone | None = None,
+    threshold: float = 0.5,
+    batch_size: int = 32,
+    progress: bool = True,
+):
     """Scores of every category (classes and backgrounds) for image paths; a pandas DataFrame with one row per image,
     `score:<category>` columns and `labels` (classes with score >= threshold). Unreadable images get a row with `error`."""
     import pandas as pd
+
     model, extra = load_model(checkpoint)
     if backbone is None:
-        if not extra.get("clip"): raise ValueError(f"{checkpoint}: no CLIP config stored; pass `backbone=`")
+        if not extra.get("clip"):
+            raise ValueError(f"{checkpoint}: no CLIP config stored; pass `backbone=`")
         backbone = load_clip(ClipConfig.from_any(extra["clip"]))
     model = model.to(backbone.device).eval()
     rows = []
     for s in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress):
-        chunk = [str(p) for p in images[s:s + batch_size]]
+        chunk = [str(p) for p in images[s : s + batch_size]]
         errors = {}
         for p in chunk:
-            try: read_image(p)
-            except (OSError, ValueError) as e: errors[p] = str(e)
+            try:
+                read_image(p)
+            except (OSError, ValueError) as e:
+                errors[p] = str(e)
         ok = [p for p in chunk if p not in errors]
         scores = {}
         if ok:
-            f = {k: v.to(backbone.device) for k, v in encode_images_from_paths(backbone, ok, batch_size=batch_size).items()}
+            f = {
+                k: v.to(backbone.device)
+                for k, v in encode_images_from_paths(backbone, ok, batch_size=batch_size).items()
+            }
             logits = model(f["patches"], f["global"], f["g_h"], f["g_hc"])["logits"]
             scores = dict(zip(ok, torch.sigmoid(logits.float()).cpu().numpy()))
-        for p in chunk:   # input order, unreadable images included
-            if p in errors: rows.append({"image": p, "error": errors[p]}); continue
-            r = {"image": p, "labels": " ".join(c for c, v in zip(model.categories[:model.n_classes], scores[p]) if v >= threshold)}
+        for p in chunk:  # input order, unreadable images included
+            if p in errors:
+                rows.append({"image": p, "error": errors[p]})
+                continue
+            r = {
+                "image": p,
+                "labels": " ".join(c for c, v in zip(model.categories[: model.n_classes], scores[p]) if v >= threshold),
+            }
             r.update({f"score:{c}": float(v) for c, v in zip(model.categories, scores[p])})
             rows.append(r)
     return pd.DataFrame(rows)
@@ -301,81 +477,119 @@ def predict(checkpoint, images: list, backbone: ClipBackbone | None = None, thre
 @dataclass
 class ExperimentConfig:
     "All inputs of one BAC-GCN run (plain values; nested dicts are the configs of the modules)."
-    dataset: str = "voc2007"          # voc2007 | voc2012 | coco2014 | nuswide | labels (label-list files)
-    data_root: str = ""               # dataset root (for `labels`: the folder of the label lists)
-    train_split: str | None = None    # None: the dataset's training split (for `labels`: a label-list file)
-    test_split: str | None = None     # None: the dataset's test split; "" for none
-    image_root: str | None = None     # `labels` only: folder of the images
+
+    dataset: str = "voc2007"  # voc2007 | voc2012 | coco2014 | nuswide | labels (label-list files)
+    data_root: str = ""  # dataset root (for `labels`: the folder of the label lists)
+    train_split: str | None = None  # None: the dataset's training split (for `labels`: a label-list file)
+    test_split: str | None = None  # None: the dataset's test split; "" for none
+    image_root: str | None = None  # `labels` only: folder of the images
     dataset_options: dict = field(default_factory=dict)  # extra reader arguments, e.g. {"difficult": "ignore"}
-    captions: str = ""                # captions JSON ({"<id>.": [6 strings]})
-    recaptions: str | None = None     # re-captions JSON (optional)
-    vocab: str | None = None          # vocabulary name or JSON; None: the dataset's built-in one
-    caption_config: dict = field(default_factory=dict)   # bacgcn.captions.CaptionConfig fields
-    clip: dict = field(default_factory=dict)             # bacgcn.clip.ClipConfig fields
-    features: dict = field(default_factory=dict)         # bacgcn.features.FeatureConfig fields
-    train: dict = field(default_factory=dict)            # bacgcn.train.TrainConfig fields
+    captions: str = ""  # captions JSON ({"<id>.": [6 strings]})
+    recaptions: str | None = None  # re-captions JSON (optional)
+    vocab: str | None = None  # vocabulary name or JSON; None: the dataset's built-in one
+    caption_config: dict = field(default_factory=dict)  # bacgcn.captions.CaptionConfig fields
+    clip: dict = field(default_factory=dict)  # bacgcn.clip.ClipConfig fields
+    features: dict = field(default_factory=dict)  # bacgcn.features.FeatureConfig fields
+    train: dict = field(default_factory=dict)  # bacgcn.train.TrainConfig fields
     cache_dir: str = "cache"
     out_dir: str = "results/run"
-    zero_shot: bool = True            # also evaluate the zero-shot baselines
-    strict: bool = False              # captions and dataset must cover the same images
+    zero_shot: bool = True  # also evaluate the zero-shot baselines
+    strict: bool = False  # captions and dataset must cover the same images
 
     @classmethod
     def from_any(cls, config=None, **overrides) -> ExperimentConfig:
         from bacgcn.train import read_config_file
-        if isinstance(config, (str, Path)): config = read_config_file(config)
+
+        if isinstance(config, (str, Path)):
+            config = read_config_file(config)
         d = {} if config is None else (asdict(config) if isinstance(config, cls) else dict(config))
         d.update(overrides)
         return as_config(cls, d)
 
-DEFAULT_SPLITS = {"voc2007": ("trainval", "test"), "voc2012": ("train", "val"), "coco2014": ("train2014", "val2014"), "nuswide": ("Train", "Test")}
+
+DEFAULT_SPLITS = {
+    "voc2007": ("trainval", "test"),
+    "voc2012": ("train", "val"),
+    "coco2014": ("train2014", "val2014"),
+    "nuswide": ("Train", "Test"),
+}
+
 
 def load_splits(cfg: ExperimentConfig, vocab: Vocab):
     "The training and test datasets of an experiment (the test one is None when test_split == '')."
     from bacgcn.data import load_dataset
+
     tr_split, te_split = DEFAULT_SPLITS.get(cfg.dataset, (None, None))
     tr_split = cfg.train_split or tr_split
     te_split = te_split if cfg.test_split is None else cfg.test_split
     kw = dict(cfg.dataset_options)
     if cfg.dataset == "labels":
-        if not (cfg.train_split and cfg.image_root): raise ValueError("dataset 'labels' needs train_split (a label-list file) and image_root")
+        if not (cfg.train_split and cfg.image_root):
+            raise ValueError("dataset 'labels' needs train_split (a label-list file) and image_root")
         kw.update(class_names=vocab.classes, image_root=cfg.image_root)
+
         def load(s):
             ds = load_dataset("labels", Path(cfg.data_root) / s, **kw)
-            ds.split = Path(s).stem     # names the feature cache
+            ds.split = Path(s).stem  # names the feature cache
             return ds
-    else: load = lambda s: load_dataset(cfg.dataset, cfg.data_root, s, **kw)
+    else:
+        load = lambda s: load_dataset(cfg.dataset, cfg.data_root, s, **kw)
     return load(tr_split), (load(te_split) if te_split else None)
+
 
 def metrics_entry(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
     "The metrics.json entry of one method."
     m = evaluate(scores, labels, class_names=class_names)
-    out = {"mAP": float(m["mAP"]), "ap_per_class": {c: (None if np.isnan(a) else float(a)) for c, a in zip(class_names, m["ap"])}}
+    out = {
+        "mAP": float(m["mAP"]),
+        "ap_per_class": {c: (None if np.isnan(a) else float(a)) for c, a in zip(class_names, m["ap"])},
+    }
     out.update({k: float(v) for k, v in m.items() if k[:2] in ("CP", "CR", "CF", "OP", "OR", "OF")})
     return out
+
 
 def run_experiment(config: ExperimentConfig | dict | str, *, progress: bool = True, resume: bool = False) -> dict:
     "Run one experiment (see `ExperimentConfig`); returns the metrics dict written to `out_dir/metrics.json`."
     from bacgcn.captions import read_captions, pseudo_labels
     from bacgcn.vocab import load_vocab
+
     cfg = ExperimentConfig.from_any(config)
-    out = Path(cfg.out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(asdict(cfg), out / "experiment.json")
     vocab = load_vocab(cfg.vocab or ("voc2007" if cfg.dataset.startswith("voc") else cfg.dataset))
     train_ds, test_ds = load_splits(cfg, vocab)
     pl = pseudo_labels(read_captions(cfg.captions, cfg.recaptions), vocab, cfg.caption_config or None)
     clip_cfg = ClipConfig.from_any(cfg.clip)
     backbone = load_clip(clip_cfg)
-    prep = prepare(vocab=vocab, backbone=backbone, train_items=train_ds.items(), pseudo=pl, cache_dir=cfg.cache_dir,
-                   test_items=test_ds.items() if test_ds else None,
-                   test_labels=test_ds.labels if test_ds is not None and test_ds.labels is not None else None,
-                   feature_config=cfg.features or None, strict=cfg.strict, progress=progress,
-                   splits=(f"{cfg.dataset}-{Path(str(train_ds.split)).stem}", f"{cfg.dataset}-{Path(str(test_ds.split)).stem if test_ds else 'none'}"))
+    prep = prepare(
+        vocab=vocab,
+        backbone=backbone,
+        train_items=train_ds.items(),
+        pseudo=pl,
+        cache_dir=cfg.cache_dir,
+        test_items=test_ds.items() if test_ds else None,
+        test_labels=test_ds.labels if test_ds is not None and test_ds.labels is not None else None,
+        feature_config=cfg.features or None,
+        strict=cfg.strict,
+        progress=progress,
+        splits=(
+            f"{cfg.dataset}-{Path(str(train_ds.split)).stem}",
+            f"{cfg.dataset}-{Path(str(test_ds.split)).stem if test_ds else 'none'}",
+        ),
+    )
     (out / "alignment.txt").write_text(prep.alignment.report() + "\n")
     res = train_and_evaluate(prep, cfg.train, out, progress=progress, resume=resume, clip_config=asdict(clip_cfg))
     tc = TrainConfig.from_any(cfg.train)
-    metrics = {"dataset": cfg.dataset, "seed": tc.seed, "n_train": int(len(prep.train_rows)),
-               "n_test": int(len(prep.test_rows)) if prep.test_rows is not None else 0,
-               "clip": backbone.identity, "device": str(resolve_device(tc.device)), "methods": {}}
+    metrics = {
+        "dataset": cfg.dataset,
+        "seed": tc.seed,
+        "n_train": int(len(prep.train_rows)),
+        "n_test": int(len(prep.test_rows)) if prep.test_rows is not None else 0,
+        "clip": backbone.identity,
+        "device": str(resolve_device(tc.device)),
+        "methods": {},
+    }
     if prep.test_labels is not None:
         metrics["methods"]["bacgcn"] = metrics_entry(res.test_scores, prep.test_labels, vocab.classes)
         if cfg.zero_shot:
@@ -383,35 +597,57 @@ def run_experiment(config: ExperimentConfig | dict | str, *, progress: bool = Tr
                 metrics["methods"][f"zeroshot_{k}"] = metrics_entry(s, prep.test_labels, vocab.classes)
         write_json(metrics, out / "metrics.json")
         import pandas as pd
-        pd.DataFrame({m: v["ap_per_class"] for m, v in metrics["methods"].items()}).rename_axis("class").to_csv(out / "per_class_ap.csv")
+
+        pd.DataFrame({m: v["ap_per_class"] for m, v in metrics["methods"].items()}).rename_axis("class").to_csv(
+            out / "per_class_ap.csv"
+        )
     return metrics
 
 # %% ../nbs/14_pipeline.ipynb #4e37d05f
 def extract_experiment(config: ExperimentConfig | dict | str, *, progress: bool = True) -> list[FeatureCache]:
     "Extract (or finish extracting) the feature caches of an experiment's splits, without training."
     from bacgcn.vocab import load_vocab
+
     cfg = ExperimentConfig.from_any(config)
     vocab = load_vocab(cfg.vocab or ("voc2007" if cfg.dataset.startswith("voc") else cfg.dataset))
     backbone = load_clip(ClipConfig.from_any(cfg.clip))
     out = []
     for ds in [d for d in load_splits(cfg, vocab) if d is not None]:
         name = f"{cfg.dataset}-{Path(str(ds.split)).stem}"
-        out.append(extract_features(ds.items(), backbone, cache_folder(cfg.cache_dir, name, backbone), cfg.features or None, progress=progress))
+        out.append(
+            extract_features(
+                ds.items(),
+                backbone,
+                cache_folder(cfg.cache_dir, name, backbone),
+                cfg.features or None,
+                progress=progress,
+            )
+        )
     return out
 
+
 @torch.no_grad()
-def evaluate_checkpoint(checkpoint, dataset, cache_dir, *, backbone: ClipBackbone | None = None, feature_config=None,
-                        progress: bool = True) -> dict:
+def evaluate_checkpoint(
+    checkpoint, dataset, cache_dir, *, backbone: ClipBackbone | None = None, feature_config=None, progress: bool = True
+) -> dict:
     "metrics.json-style entry of a saved model on a labelled `MultiLabelDataset` (features cached in `cache_dir`)."
     model, extra = load_model(checkpoint)
-    if dataset.labels is None: raise ValueError(f"dataset {dataset.name!r} split {dataset.split!r} has no labels to evaluate against")
-    if backbone is None: backbone = load_clip(ClipConfig.from_any(extra.get("clip") or {}))
-    if dataset.n_classes != model.n_classes: raise ValueError(f"{checkpoint}: the model has {model.n_classes} classes, the dataset {dataset.n_classes}")
-    cache = extract_features(dataset.items(), backbone, cache_folder(cache_dir, f"{dataset.name}-{Path(str(dataset.split)).stem}", backbone),
-                             feature_config, progress=progress)
+    if dataset.labels is None:
+        raise ValueError(f"dataset {dataset.name!r} split {dataset.split!r} has no labels to evaluate against")
+    if backbone is None:
+        backbone = load_clip(ClipConfig.from_any(extra.get("clip") or {}))
+    if dataset.n_classes != model.n_classes:
+        raise ValueError(f"{checkpoint}: the model has {model.n_classes} classes, the dataset {dataset.n_classes}")
+    cache = extract_features(
+        dataset.items(),
+        backbone,
+        cache_folder(cache_dir, f"{dataset.name}-{Path(str(dataset.split)).stem}", backbone),
+        feature_config,
+        progress=progress,
+    )
     rows = np.nonzero(cache.valid)[0]
     logits = predict_logits(model.to(backbone.device), FileFeatureSource.open(cache), rows, device=backbone.device)
-    scores = 1 / (1 + np.exp(-logits[:, :model.n_classes]))
-    entry = metrics_entry(scores, dataset.labels[rows], list(model.categories[:model.n_classes]))
+    scores = 1 / (1 + np.exp(-logits[:, : model.n_classes]))
+    entry = metrics_entry(scores, dataset.labels[rows], list(model.categories[: model.n_classes]))
     entry.update(n_images=int(len(rows)), n_failed=int(len(dataset) - len(rows)))
     return entry

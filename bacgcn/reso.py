@@ -26,60 +26,82 @@ __all__ = ['ResoConfig', 'as_grid', 'minmax_normalize', 'threshold_mask', 'conne
 @dataclass
 class ResoConfig:
     "ReSO settings (defaults justified in the notebook; only the schedule is from the paper, Fig. 4)."
-    tau: float = 0.5             # threshold on the normalised similarity map
-    normalize: str = "minmax"    # Ŝ_o: "minmax" over the patches of S_o, or "softmax" over the categories at each patch
-    temperature: float = 0.01    # of the "softmax" normalisation (CLIP's logit scale is 100)
-    epsilon: float = 0.1         # Area(F) < epsilon => small object
-    margin: float = 0.25         # each box side grows by margin x box size
-    start_epoch: int = 11        # first epoch (1-based) with ReSO crops
-    total_epochs: int = 16       # training length of the paper's schedule
-    min_crop_px: int = 32        # smallest crop side in the original image
-    component: str = "largest"   # box around "largest" | "peak" component of F, or "all" of F
-    connectivity: int = 8        # 4 or 8 neighbours for the components
+
+    tau: float = 0.5  # threshold on the normalised similarity map
+    normalize: str = "minmax"  # Ŝ_o: "minmax" over the patches of S_o, or "softmax" over the categories at each patch
+    temperature: float = 0.01  # of the "softmax" normalisation (CLIP's logit scale is 100)
+    epsilon: float = 0.1  # Area(F) < epsilon => small object
+    margin: float = 0.25  # each box side grows by margin x box size
+    start_epoch: int = 11  # first epoch (1-based) with ReSO crops
+    total_epochs: int = 16  # training length of the paper's schedule
+    min_crop_px: int = 32  # smallest crop side in the original image
+    component: str = "largest"  # box around "largest" | "peak" component of F, or "all" of F
+    connectivity: int = 8  # 4 or 8 neighbours for the components
 
     def __post_init__(self):
-        if not 0 <= self.tau < 1: raise ValueError(f"ResoConfig.tau must be in [0, 1), got {self.tau!r}")
-        if not 0 < self.epsilon <= 1: raise ValueError(f"ResoConfig.epsilon must be in (0, 1], got {self.epsilon!r}")
-        if self.margin < 0: raise ValueError(f"ResoConfig.margin must be >= 0, got {self.margin!r}")
-        if not 1 <= self.start_epoch <= self.total_epochs: raise ValueError(f"ResoConfig: need 1 <= start_epoch <= total_epochs, got {self.start_epoch}, {self.total_epochs}")
-        if self.min_crop_px < 1: raise ValueError(f"ResoConfig.min_crop_px must be >= 1, got {self.min_crop_px!r}")
-        if self.component not in ("largest", "peak", "all"): raise ValueError(f"ResoConfig.component must be 'largest', 'peak' or 'all', got {self.component!r}")
-        if self.normalize not in ("minmax", "softmax"): raise ValueError(f"ResoConfig.normalize must be 'minmax' or 'softmax', got {self.normalize!r}")
-        if not self.temperature > 0: raise ValueError(f"ResoConfig.temperature must be > 0, got {self.temperature!r}")
-        if self.connectivity not in (4, 8): raise ValueError(f"ResoConfig.connectivity must be 4 or 8, got {self.connectivity!r}")
+        if not 0 <= self.tau < 1:
+            raise ValueError(f"ResoConfig.tau must be in [0, 1), got {self.tau!r}")
+        if not 0 < self.epsilon <= 1:
+            raise ValueError(f"ResoConfig.epsilon must be in (0, 1], got {self.epsilon!r}")
+        if self.margin < 0:
+            raise ValueError(f"ResoConfig.margin must be >= 0, got {self.margin!r}")
+        if not 1 <= self.start_epoch <= self.total_epochs:
+            raise ValueError(
+                f"ResoConfig: need 1 <= start_epoch <= total_epochs, got {self.start_epoch}, {self.total_epochs}"
+            )
+        if self.min_crop_px < 1:
+            raise ValueError(f"ResoConfig.min_crop_px must be >= 1, got {self.min_crop_px!r}")
+        if self.component not in ("largest", "peak", "all"):
+            raise ValueError(f"ResoConfig.component must be 'largest', 'peak' or 'all', got {self.component!r}")
+        if self.normalize not in ("minmax", "softmax"):
+            raise ValueError(f"ResoConfig.normalize must be 'minmax' or 'softmax', got {self.normalize!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"ResoConfig.temperature must be > 0, got {self.temperature!r}")
+        if self.connectivity not in (4, 8):
+            raise ValueError(f"ResoConfig.connectivity must be 4 or 8, got {self.connectivity!r}")
 
     def active(self, epoch: int) -> bool:
         "Whether ReSO crops are used in `epoch` (1-based): epochs start_epoch .. total_epochs."
-        if epoch < 1: raise ValueError(f"ResoConfig.active: epochs count from 1, got {epoch}")
+        if epoch < 1:
+            raise ValueError(f"ResoConfig.active: epochs count from 1, got {epoch}")
         return epoch >= self.start_epoch
 
 # %% ../nbs/10_reso.ipynb #8d9961d2
 def _numpy(x, what: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor): x = x.detach().cpu().double().numpy()
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
     a = np.asarray(x, dtype=np.float64)
-    if not np.isfinite(a).all(): raise ValueError(f"{what}: contains non-finite values")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: contains non-finite values")
     return a
+
 
 def as_grid(sim_maps, grid: tuple[int, int] | None = None, lead: int = 2) -> np.ndarray:
     """Similarity maps with `lead` leading dims, (*lead, N) or (*lead, h, w) -> float64 (*lead, h, w).
     N must be a square unless `grid=(h, w)` is given."""
     s = _numpy(sim_maps, "sim_maps")
     if s.ndim == lead + 2:
-        if grid is not None and s.shape[-2:] != tuple(grid): raise ValueError(f"sim_maps: maps are {s.shape[-2:]}, grid says {tuple(grid)}")
+        if grid is not None and s.shape[-2:] != tuple(grid):
+            raise ValueError(f"sim_maps: maps are {s.shape[-2:]}, grid says {tuple(grid)}")
         return s
-    if s.ndim != lead + 1: raise ValueError(f"sim_maps: expected {lead} leading dims then (N,) or (h, w), got shape {s.shape}")
+    if s.ndim != lead + 1:
+        raise ValueError(f"sim_maps: expected {lead} leading dims then (N,) or (h, w), got shape {s.shape}")
     if grid is None:
         side = math.isqrt(s.shape[-1])
-        if side * side != s.shape[-1]: raise ValueError(f"sim_maps: N = {s.shape[-1]} patches is not a square grid; pass grid=(h, w)")
+        if side * side != s.shape[-1]:
+            raise ValueError(f"sim_maps: N = {s.shape[-1]} patches is not a square grid; pass grid=(h, w)")
         grid = (side, side)
-    if grid[0] * grid[1] != s.shape[-1]: raise ValueError(f"sim_maps: N = {s.shape[-1]} patches do not fill grid {tuple(grid)}")
+    if grid[0] * grid[1] != s.shape[-1]:
+        raise ValueError(f"sim_maps: N = {s.shape[-1]} patches do not fill grid {tuple(grid)}")
     return s.reshape(*s.shape[:-1], *grid)
+
 
 def minmax_normalize(sim_map) -> np.ndarray:
     "Ŝ = (S - min S) / (max S - min S) over the last two dims (h, w); a constant map becomes 0."
     s = _numpy(sim_map, "sim_map")
     lo, hi = s.min(axis=(-2, -1), keepdims=True), s.max(axis=(-2, -1), keepdims=True)
     return np.where(hi > lo, (s - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+
 
 def threshold_mask(sim_map, tau: float) -> np.ndarray:
     "F = {(x, y) | Ŝ(x, y) > tau} as a boolean (..., h, w) mask."
@@ -93,7 +115,8 @@ def connected_components(mask, connectivity: int = 8) -> tuple[np.ndarray, int]:
     steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if connectivity == 8 else [])
     labels, n = np.zeros((h, w), dtype=np.int64), 0
     for r, c in zip(*np.nonzero(mask)):
-        if labels[r, c]: continue
+        if labels[r, c]:
+            continue
         n += 1
         labels[r, c], stack = n, [(r, c)]
         while stack:
@@ -105,23 +128,31 @@ def connected_components(mask, connectivity: int = 8) -> tuple[np.ndarray, int]:
                     stack.append((yy, xx))
     return labels, n
 
-def select_region(norm_map: np.ndarray, mask: np.ndarray, component: str = "largest", connectivity: int = 8) -> np.ndarray:
+
+def select_region(
+    norm_map: np.ndarray, mask: np.ndarray, component: str = "largest", connectivity: int = 8
+) -> np.ndarray:
     "The part of F the crop box surrounds: 'all' of it, its 'largest' component (ties: the peak's) or the 'peak' component."
-    if component == "all" or not mask.any(): return mask
+    if component == "all" or not mask.any():
+        return mask
     labels, n = connected_components(mask, connectivity)
     peak = labels.flat[np.argmax(np.where(mask, norm_map, -np.inf))]
-    if component == "peak": return labels == peak
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]              # n
+    if component == "peak":
+        return labels == peak
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # n
     best = [i + 1 for i in np.flatnonzero(sizes == sizes.max())]
     return labels == (peak if peak in best else best[0])
+
 
 def mask_box(mask) -> tuple[float, float, float, float]:
     "Bounding box (x0, y0, x1, y1) in [0, 1] of the cells of a non-empty (h, w) mask (cell edges)."
     mask = np.asarray(mask, dtype=bool)
-    if not mask.any(): raise ValueError("mask_box: the mask is empty")
+    if not mask.any():
+        raise ValueError("mask_box: the mask is empty")
     h, w = mask.shape
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     return (cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h)
+
 
 def expand_box(box, margin: float) -> tuple[float, float, float, float]:
     "Grow each side by margin x box size, clamped to the image [0, 1]."
@@ -132,32 +163,42 @@ def expand_box(box, margin: float) -> tuple[float, float, float, float]:
 # %% ../nbs/10_reso.ipynb #29787c42
 class SmallRegion(NamedTuple):
     "A small object: image index in the batch, category index, crop box (x0, y0, x1, y1) in [0, 1], Area(F)."
+
     image_index: int
     category: int
     box: tuple[float, float, float, float]
     area: float
 
-def small_object_regions(sim_maps, pseudo_labels, config: ResoConfig | dict | None = None, *,
-                         grid: tuple[int, int] | None = None, n_classes: int | None = None) -> list[SmallRegion]:
+
+def small_object_regions(
+    sim_maps,
+    pseudo_labels,
+    config: ResoConfig | dict | None = None,
+    *,
+    grid: tuple[int, int] | None = None,
+    n_classes: int | None = None,
+) -> list[SmallRegion]:
     """Small objects of a batch: for every image i and pseudo-positive category o (< n_classes),
     Area({Ŝ_o > tau}) < epsilon. sim_maps (B, K, N) or (B, K, h, w); pseudo_labels (B, K), > 0 = positive."""
     cfg = as_config(ResoConfig, config)
-    s = as_grid(sim_maps, grid, lead=2)                                  # B, K, h, w
+    s = as_grid(sim_maps, grid, lead=2)  # B, K, h, w
     y = _numpy(pseudo_labels, "pseudo_labels")
     if y.shape != s.shape[:2]:
         raise ValueError(f"small_object_regions: sim_maps {s.shape[:2]} and pseudo_labels {y.shape} must share (B, K)")
     positive = y > 0
-    if n_classes is not None: positive[:, n_classes:] = False
-    ii, oo = np.nonzero(positive)                                        # R candidate (image, category) pairs
-    if cfg.normalize == "softmax":   # share of category o among all categories at each patch
+    if n_classes is not None:
+        positive[:, n_classes:] = False
+    ii, oo = np.nonzero(positive)  # R candidate (image, category) pairs
+    if cfg.normalize == "softmax":  # share of category o among all categories at each patch
         z = s / cfg.temperature
         z = np.exp(z - z.max(axis=1, keepdims=True))
-        norm = (z / z.sum(axis=1, keepdims=True))[ii, oo]                # R, h, w
-    else: norm = minmax_normalize(s[ii, oo])                             # R, h, w
-    F = norm > cfg.tau                                                   # R, h, w
-    area = F.mean(axis=(-2, -1))                                         # R
+        norm = (z / z.sum(axis=1, keepdims=True))[ii, oo]  # R, h, w
+    else:
+        norm = minmax_normalize(s[ii, oo])  # R, h, w
+    F = norm > cfg.tau  # R, h, w
+    area = F.mean(axis=(-2, -1))  # R
     regions = []
-    for r in np.flatnonzero((area > 0) & (area < cfg.epsilon)):         # Area(F) < ε
+    for r in np.flatnonzero((area > 0) & (area < cfg.epsilon)):  # Area(F) < ε
         part = select_region(norm[r], F[r], cfg.component, cfg.connectivity)
         box = expand_box(mask_box(part), cfg.margin)
         regions.append(SmallRegion(int(ii[r]), int(oo[r]), tuple(float(v) for v in box), float(area[r])))
@@ -168,38 +209,57 @@ def plot_reso_region(sim_map, config: ResoConfig | dict | None = None, grid: tup
     "Two panels: the min-max normalised map with the ReSO crop box, and the mask F with the component the box surrounds."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
     cfg = as_config(ResoConfig, config)
-    s = as_grid(sim_map, grid, lead=0)                                   # h, w
+    s = as_grid(sim_map, grid, lead=0)  # h, w
     norm, F = minmax_normalize(s), threshold_mask(s, cfg.tau)
     part = select_region(norm, F, cfg.component, cfg.connectivity)
     h, w = s.shape
     x0, y0, x1, y1 = expand_box(mask_box(part), cfg.margin)
-    if axes is None: _, axes = plt.subplots(1, 2, figsize=(6, 3))
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(6, 3))
     axes[0].imshow(norm, cmap="viridis", vmin=0, vmax=1)
     axes[1].imshow(F.astype(float) + part, cmap="Greys", vmin=0, vmax=2)
     for ax in axes:
-        ax.add_patch(Rectangle((x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h, fill=False, edgecolor="red", linewidth=2))
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.add_patch(
+            Rectangle(
+                (x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h, fill=False, edgecolor="red", linewidth=2
+            )
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
     area = F.mean()
     axes[0].set_title(f"normalised map, crop box")
     axes[1].set_title(f"F: area {area:.3f} {'<' if area < cfg.epsilon else '>='} eps={cfg.epsilon}")
     return axes
 
 # %% ../nbs/10_reso.ipynb #9adf0e33
-def crop_box_pixels(box, width: int, height: int, min_crop_px: int = 32, square: bool = True) -> tuple[int, int, int, int]:
+def crop_box_pixels(
+    box, width: int, height: int, min_crop_px: int = 32, square: bool = True
+) -> tuple[int, int, int, int]:
     "The crop (left, top, right, bottom) in pixels of a [0, 1] box on a width x height image."
     x0, y0, x1, y1 = (float(v) for v in box)
-    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1): raise ValueError(f"crop box {tuple(box)} is not (x0, y0, x1, y1) with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
+    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+        raise ValueError(f"crop box {tuple(box)} is not (x0, y0, x1, y1) with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
     cw, ch = (x1 - x0) * width, (y1 - y0) * height
-    if square: cw = ch = max(cw, ch)
+    if square:
+        cw = ch = max(cw, ch)
     cw, ch = min(max(cw, min_crop_px), width), min(max(ch, min_crop_px), height)
     cx, cy = (x0 + x1) / 2 * width, (y0 + y1) / 2 * height
     left, top = min(max(cx - cw / 2, 0.0), width - cw), min(max(cy - ch / 2, 0.0), height - ch)
     rnd = lambda v: int(math.floor(v + 0.5))
     return rnd(left), rnd(top), rnd(left + cw), rnd(top + ch)
 
-def crop_and_resize(image: Image.Image, box, size: int | tuple[int, int] = 224, *, min_crop_px: int = 32,
-                    square: bool = True, resample=Image.BICUBIC) -> Image.Image:
+
+def crop_and_resize(
+    image: Image.Image,
+    box,
+    size: int | tuple[int, int] = 224,
+    *,
+    min_crop_px: int = 32,
+    square: bool = True,
+    resample=Image.BICUBIC,
+) -> Image.Image:
     "Crop the [0, 1] `box` out of a PIL image and upscale it to `size` (int or (w, h)), the CLIP input size."
     size = (size, size) if isinstance(size, int) else tuple(size)
     return image.crop(crop_box_pixels(box, image.width, image.height, min_crop_px, square)).resize(size, resample)
@@ -210,18 +270,25 @@ def crop_targets(pseudo_labels, category: int):
     target 1 at `category`, 0 elsewhere; mask 0 on the image's other pseudo labels. Torch in, torch out."""
     is_torch = isinstance(pseudo_labels, torch.Tensor)
     y = _numpy(pseudo_labels, "pseudo_labels")
-    if y.ndim != 1: raise ValueError(f"crop_targets: pseudo_labels must be one image's (K,) vector, got shape {y.shape}")
-    if not 0 <= category < len(y): raise ValueError(f"crop_targets: category {category} out of range for K = {len(y)}")
-    if not y[category] > 0: raise ValueError(f"crop_targets: category {category} is not a pseudo label of this image; crops are made for pseudo-positive categories")
+    if y.ndim != 1:
+        raise ValueError(f"crop_targets: pseudo_labels must be one image's (K,) vector, got shape {y.shape}")
+    if not 0 <= category < len(y):
+        raise ValueError(f"crop_targets: category {category} out of range for K = {len(y)}")
+    if not y[category] > 0:
+        raise ValueError(
+            f"crop_targets: category {category} is not a pseudo label of this image; crops are made for pseudo-positive categories"
+        )
     target = np.zeros(len(y), dtype=np.float32)
     target[category] = 1.0
-    mask = (y <= 0).astype(np.float32)                                   # absent categories: negatives
-    mask[category] = 1.0                                                 # the small object: positive
+    mask = (y <= 0).astype(np.float32)  # absent categories: negatives
+    mask[category] = 1.0  # the small object: positive
     return (torch.from_numpy(target), torch.from_numpy(mask)) if is_torch else (target, mask)
+
 
 def region_targets(regions: list[SmallRegion], pseudo_labels):
     "Stacked crop targets and masks (R, K) for `small_object_regions`' output and the batch's pseudo labels (B, K)."
     pairs = [crop_targets(pseudo_labels[r.image_index], r.category) for r in regions]
-    if not pairs: raise ValueError("region_targets: no regions")
+    if not pairs:
+        raise ValueError("region_targets: no regions")
     stack = torch.stack if isinstance(pairs[0][0], torch.Tensor) else np.stack
     return stack([t for t, _ in pairs]), stack([m for _, m in pairs])

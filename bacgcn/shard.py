@@ -27,8 +27,18 @@ from tqdm.auto import tqdm
 
 from .config import as_config
 from .clip import ContiguousAttentionInputs
-from .features import (ARRAY_NAMES, MANIFEST, FeatureCache, FeatureConfig, ImageReadError, extract_features,
-                             plan_batches, read_image, read_manifest, write_json_atomic)
+from bacgcn.features import (
+    ARRAY_NAMES,
+    MANIFEST,
+    FeatureCache,
+    FeatureConfig,
+    ImageReadError,
+    extract_features,
+    plan_batches,
+    read_image,
+    read_manifest,
+    write_json_atomic,
+)
 from .features import _as_items, _check_compatible, _create_arrays, _header, _open_arrays, _start_cache
 from .train import FEATURE_KEYS, FeatureSource
 
@@ -43,16 +53,23 @@ def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
     with open(path, "rb") as f:
         try:
             version = np.lib.format.read_magic(f)
-            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read is None: raise ValueError(f"unsupported .npy format version {version}")
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(
+                version
+            )
+            if read is None:
+                raise ValueError(f"unsupported .npy format version {version}")
             shape, fortran, dtype = read(f)
-        except ValueError as e: raise ValueError(f"{path}: not a readable .npy file ({e})") from None
-        if fortran: raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
+        except ValueError as e:
+            raise ValueError(f"{path}: not a readable .npy file ({e})") from None
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
         return tuple(shape), np.dtype(dtype), f.tell()
+
 
 def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
     "Sorted unique rows as [(first row, count)] runs of consecutive rows."
-    if len(rows) == 0: return []
+    if len(rows) == 0:
+        return []
     cut = np.nonzero(np.diff(rows) != 1)[0] + 1
     starts, ends = np.r_[0, cut], np.r_[cut, len(rows)]
     return [(int(rows[s]), int(e - s)) for s, e in zip(starts, ends)]
@@ -60,13 +77,16 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
 # %% ../nbs/18_shard.ipynb #5d33c4f8
 class NpyFile:
     "Rows of a C-ordered .npy file, read (and with `writable=True` written) by `pread`/`pwrite`; no memory map."
+
     def __init__(self, path, writable: bool = False):
         self.path = Path(path)
         self.shape, self.dtype, self.offset = _npy_header(self.path)
         self.row_bytes = self.dtype.itemsize * math.prod(self.shape[1:])
         self.fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
 
-    def __len__(self) -> int: return self.shape[0]
+    def __len__(self) -> int:
+        return self.shape[0]
+
     ndim = property(lambda self: len(self.shape))
 
     def _check(self, rows: np.ndarray) -> None:
@@ -81,7 +101,7 @@ class NpyFile:
         out = np.empty((len(uniq), *self.shape[1:]), self.dtype)
         flat, at = memoryview(out).cast("B"), 0
         for r, n in _runs(uniq):
-            _pread_into(self.fd, flat[at:at + n * self.row_bytes], self.offset + r * self.row_bytes)
+            _pread_into(self.fd, flat[at : at + n * self.row_bytes], self.offset + r * self.row_bytes)
             at += n * self.row_bytes
         return out if len(uniq) == len(rows) and (len(rows) < 2 or (np.diff(rows) > 0).all()) else out[inv]
 
@@ -89,37 +109,54 @@ class NpyFile:
         "Write `values` (len(rows), *shape[1:]) into the strictly increasing `rows`."
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         self._check(rows)
-        if len(rows) > 1 and not (np.diff(rows) > 0).all(): raise ValueError(f"{self.path}: rows to write must be strictly increasing")
+        if len(rows) > 1 and not (np.diff(rows) > 0).all():
+            raise ValueError(f"{self.path}: rows to write must be strictly increasing")
         values = np.ascontiguousarray(values, dtype=self.dtype)
         if values.shape != (len(rows), *self.shape[1:]):
             raise ValueError(f"{self.path}: values {values.shape} do not fit rows ({len(rows)}, {self.shape[1:]})")
         flat, at = memoryview(values).cast("B"), 0
         for r, n in _runs(rows):
-            _pwrite_all(self.fd, flat[at:at + n * self.row_bytes], self.offset + r * self.row_bytes)
+            _pwrite_all(self.fd, flat[at : at + n * self.row_bytes], self.offset + r * self.row_bytes)
             at += n * self.row_bytes
 
     def __getitem__(self, key) -> np.ndarray:
-        if isinstance(key, (int, np.integer)): return self.read([key])[0]
+        if isinstance(key, (int, np.integer)):
+            return self.read([key])[0]
         if isinstance(key, slice):
             lo, hi, step = key.indices(len(self))
             return self.read(np.arange(lo, hi, step))
         return self.read(key)
 
-    def sync(self) -> None: os.fsync(self.fd)
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
     def close(self) -> None:
-        if self.fd is not None: os.close(self.fd); self.fd = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
     def __del__(self):
-        try: self.close()
-        except Exception: pass  # interpreter shutdown
-    def __repr__(self): return f"NpyFile({self.path.name}, {self.shape}, {self.dtype})"
+        try:
+            self.close()
+        except Exception:
+            pass  # interpreter shutdown
+
+    def __repr__(self):
+        return f"NpyFile({self.path.name}, {self.shape}, {self.dtype})"
+
 
 def _pread_into(fd: int, buf: memoryview, offset: int) -> None:
     while len(buf):
-        if hasattr(os, "preadv"): n = os.preadv(fd, [buf], offset)
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [buf], offset)
         else:
-            data = os.pread(fd, len(buf), offset); n = len(data); buf[:n] = data
-        if n == 0: raise EOFError(f"file descriptor {fd}: the file ends before byte {offset + len(buf)} (truncated cache?)")
+            data = os.pread(fd, len(buf), offset)
+            n = len(data)
+            buf[:n] = data
+        if n == 0:
+            raise EOFError(f"file descriptor {fd}: the file ends before byte {offset + len(buf)} (truncated cache?)")
         buf, offset = buf[n:], offset + n
+
 
 def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
     while len(buf):
@@ -129,6 +166,7 @@ def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
 # %% ../nbs/18_shard.ipynb #77cd3249
 class FileFeatureSource(FeatureSource):
     "A `FeatureSource` reading the cache's rows with `pread` (flat RSS); fp16 rows go to the device before widening to fp32."
+
     @classmethod
     def open(cls, cache) -> FileFeatureSource:
         "The source of a `FeatureCache` or of a cache folder."
@@ -141,39 +179,53 @@ class FileFeatureSource(FeatureSource):
         out = {}
         for k in FEATURE_KEYS:
             t = torch.from_numpy(self.arrays[k].read(rows))
-            if device.type == "cuda": t = t.pin_memory().to(device, non_blocking=True)
+            if device.type == "cuda":
+                t = t.pin_memory().to(device, non_blocking=True)
             out[k] = t.to(device).float()
         return out
 
 # %% ../nbs/18_shard.ipynb #e48f524d
 DECODERS = ("auto", "pil", "torchvision")
 
+
 @dataclass
 class FastConfig:
     "How `extract_fast` runs (the cache it writes does not depend on these). Accepts a dict too."
-    decode: str = "auto"          # "pil": workers decode with PIL; "torchvision": JPEGs decoded by torchvision on the backbone's device (nvJPEG on CUDA), other files by PIL; "auto": torchvision on CUDA, else pil
-    cpu_precision: str = "fp32"   # "fp32" or "bf16" (autocast on CPU; fast with AMX / AVX512-BF16); CUDA follows ClipConfig.precision
-    channels_last: bool = True    # channels-last input batches on CUDA
-    contiguous_attention: bool = True  # under autocast (eager), give nn.MultiheadAttention contiguous inputs (see ContiguousAttentionInputs)
-    compile: bool = False         # torch.compile the backbone forward (pays off on long GPU runs only)
-    prefetch_factor: int = 4      # batches each DataLoader worker prepares ahead
-    write_queue: int = 2          # encoded batches waiting for the writer thread before the encoder waits
+
+    decode: str = "auto"  # "pil": workers decode with PIL; "torchvision": JPEGs decoded by torchvision on the backbone's device (nvJPEG on CUDA), other files by PIL; "auto": torchvision on CUDA, else pil
+    cpu_precision: str = (
+        "fp32"  # "fp32" or "bf16" (autocast on CPU; fast with AMX / AVX512-BF16); CUDA follows ClipConfig.precision
+    )
+    channels_last: bool = True  # channels-last input batches on CUDA
+    contiguous_attention: bool = (
+        True  # under autocast (eager), give nn.MultiheadAttention contiguous inputs (see ContiguousAttentionInputs)
+    )
+    compile: bool = False  # torch.compile the backbone forward (pays off on long GPU runs only)
+    prefetch_factor: int = 4  # batches each DataLoader worker prepares ahead
+    write_queue: int = 2  # encoded batches waiting for the writer thread before the encoder waits
 
     def __post_init__(self):
-        if self.decode not in DECODERS: raise ValueError(f"decode={self.decode!r}: choose one of {DECODERS}")
-        if self.cpu_precision not in ("fp32", "bf16"): raise ValueError(f"cpu_precision={self.cpu_precision!r}: choose 'fp32' or 'bf16'")
-        if self.prefetch_factor < 1 or self.write_queue < 1: raise ValueError("prefetch_factor and write_queue must be at least 1")
+        if self.decode not in DECODERS:
+            raise ValueError(f"decode={self.decode!r}: choose one of {DECODERS}")
+        if self.cpu_precision not in ("fp32", "bf16"):
+            raise ValueError(f"cpu_precision={self.cpu_precision!r}: choose 'fp32' or 'bf16'")
+        if self.prefetch_factor < 1 or self.write_queue < 1:
+            raise ValueError("prefetch_factor and write_queue must be at least 1")
 
     @classmethod
     def from_any(cls, cfg: FastConfig | dict | None = None, **overrides) -> FastConfig:
         return as_config(cls, cfg, **overrides)
 
+
 def _split_preprocess(backbone) -> tuple[list, tuple, tuple]:
     "(transforms before ToTensor, mean, std) of `backbone.preprocess`; ValueError if it does not end in ToTensor + Normalize."
     ts = list(getattr(backbone.preprocess, "transforms", []))
     if len(ts) < 2 or not isinstance(ts[-2], T.ToTensor) or not isinstance(ts[-1], T.Normalize):
-        raise ValueError(f"backbone.preprocess must end with ToTensor and Normalize to be split, got {backbone.preprocess}")
+        raise ValueError(
+            f"backbone.preprocess must end with ToTensor and Normalize to be split, got {backbone.preprocess}"
+        )
     return ts[:-2], tuple(float(v) for v in ts[-1].mean), tuple(float(v) for v in ts[-1].std)
+
 
 def uint8_preprocess(backbone) -> T.Compose:
     "`backbone.preprocess` without ToTensor and Normalize: PIL image -> uint8 tensor (3, S, S)."
@@ -182,12 +234,16 @@ def uint8_preprocess(backbone) -> T.Compose:
 # %% ../nbs/18_shard.ipynb #e976baed
 def cpu_has_bf16() -> bool:
     "True when this CPU has native bf16 matrix instructions (AMX or AVX512-BF16), where bf16 autocast pays."
-    try: flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "").split()
-    except OSError: return False
+    try:
+        flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "").split()
+    except OSError:
+        return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
 
 class DeviceEncoder:
     "uint8 batches (B, 3, S, S) -> `backbone.encode_images` outputs: scaled, normalised and encoded on the backbone's device."
+
     def __init__(self, backbone, fast: FastConfig | dict | None = None):
         self.backbone, self.fast = backbone, FastConfig.from_any(fast)
         _, mean, std = _split_preprocess(backbone)
@@ -196,11 +252,14 @@ class DeviceEncoder:
         self.std = torch.tensor(std, device=dev).view(1, 3, 1, 1)
         self.channels_last = self.fast.channels_last and dev.type == "cuda"
         self.bf16_cpu = dev.type == "cpu" and self.fast.cpu_precision == "bf16"
-        self.forward = torch.compile(backbone.encode_images, dynamic=False) if self.fast.compile else backbone.encode_images
+        self.forward = (
+            torch.compile(backbone.encode_images, dynamic=False) if self.fast.compile else backbone.encode_images
+        )
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         "((x / 255) - mean) / std in float32 on the device: the ToTensor + Normalize of open_clip's transform."
-        if x.dtype != torch.uint8: raise ValueError(f"DeviceEncoder takes uint8 images (B, 3, S, S), got {x.dtype}")
+        if x.dtype != torch.uint8:
+            raise ValueError(f"DeviceEncoder takes uint8 images (B, 3, S, S), got {x.dtype}")
         x = x.to(self.device, non_blocking=True).float().div_(255).sub_(self.mean).div_(self.std)  # B, 3, S, S
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -210,34 +269,50 @@ class DeviceEncoder:
         amp = self.bf16_cpu or (self.device.type == "cuda" and self.backbone.config.precision != "fp32")
         fix = self.fast.contiguous_attention and not self.fast.compile
         with contextlib.ExitStack() as stack:
-            if self.bf16_cpu: stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-            if amp and fix: stack.enter_context(ContiguousAttentionInputs())
-            before = getattr(self.backbone, "contiguous_attention", None)   # the backbone's own CUDA autocast follows this config
-            if before is not None: self.backbone.contiguous_attention = fix
-            try: yield
+            if self.bf16_cpu:
+                stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+            if amp and fix:
+                stack.enter_context(ContiguousAttentionInputs())
+            before = getattr(
+                self.backbone, "contiguous_attention", None
+            )  # the backbone's own CUDA autocast follows this config
+            if before is not None:
+                self.backbone.contiguous_attention = fix
+            try:
+                yield
             finally:
-                if before is not None: self.backbone.contiguous_attention = before
+                if before is not None:
+                    self.backbone.contiguous_attention = before
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> dict:
-        with self.autocast(): return self.forward(self.normalise(x))
+        with self.autocast():
+            return self.forward(self.normalise(x))
 
 # %% ../nbs/18_shard.ipynb #3c45f169
 _SOF = {0xC0, 0xC1, 0xC2}  # baseline, extended, progressive Huffman frames: what nvJPEG and libjpeg-turbo both decode
 
+
 def jpeg_frame(data: bytes) -> tuple[int, int] | None:
     "(bits per sample, components) of a complete Huffman-coded JPEG (SOI ... EOI), else None."
-    if len(data) < 4 or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9": return None
+    if len(data) < 4 or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
+        return None
     i = 2
     while i + 4 <= len(data):
-        if data[i] != 0xFF: return None
+        if data[i] != 0xFF:
+            return None
         marker = data[i + 1]
-        if marker == 0xFF: i += 1; continue                       # fill byte
-        seg = int.from_bytes(data[i + 2:i + 4], "big")
-        if marker in _SOF and i + 10 <= len(data): return data[i + 4], data[i + 9]
-        if marker in (0xDA, 0xD9) or 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC): return None  # scan before a frame, or another coding
+        if marker == 0xFF:
+            i += 1
+            continue  # fill byte
+        seg = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF and i + 10 <= len(data):
+            return data[i + 4], data[i + 9]
+        if marker in (0xDA, 0xD9) or 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return None  # scan before a frame, or another coding
         i += 2 + seg
     return None
+
 
 def _device_jpeg(data: bytes) -> bool:
     f = jpeg_frame(data)
@@ -246,64 +321,89 @@ def _device_jpeg(data: bytes) -> bool:
 # %% ../nbs/18_shard.ipynb #eca1007a
 class _Uint8Images(Dataset):
     "Row -> (row, kind, payload): kind 'jpeg' (raw bytes for the device decoder), 'img' (uint8 (3, S, S)) or 'fail' (the reason)."
+
     def __init__(self, items: list, preprocess, background: tuple, jpeg_bytes: bool):
         self.items, self.preprocess, self.background, self.jpeg_bytes = items, preprocess, background, jpeg_bytes
-    def __len__(self): return len(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
     def __getitem__(self, i: int):
         path = self.items[i][1]
         if self.jpeg_bytes and path is not None:
             try:
-                with open(path, "rb") as f: data = f.read()
-            except OSError: data = b""  # missing or unreadable: read_image gives the reason
-            if _device_jpeg(data): return i, "jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        try: return i, "img", self.preprocess(read_image(path, self.background))
-        except ImageReadError as e: return i, "fail", str(e)
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                data = b""  # missing or unreadable: read_image gives the reason
+            if _device_jpeg(data):
+                return i, "jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        try:
+            return i, "img", self.preprocess(read_image(path, self.background))
+        except ImageReadError as e:
+            return i, "fail", str(e)
+
 
 def _collate_uint8(batch: list):
     "(rows of decoded images, their uint8 stack or None, rows of raw JPEGs, their bytes, [(row, reason)])."
     img = [(i, x) for i, k, x in batch if k == "img"]
     jpg = [(i, x) for i, k, x in batch if k == "jpeg"]
-    return (torch.tensor([i for i, _ in img], dtype=torch.long), torch.stack([x for _, x in img]) if img else None,
-            torch.tensor([i for i, _ in jpg], dtype=torch.long), [x for _, x in jpg], [(i, x) for i, k, x in batch if k == "fail"])
+    return (
+        torch.tensor([i for i, _ in img], dtype=torch.long),
+        torch.stack([x for _, x in img]) if img else None,
+        torch.tensor([i for i, _ in jpg], dtype=torch.long),
+        [x for _, x in jpg],
+        [(i, x) for i, k, x in batch if k == "fail"],
+    )
 
 # %% ../nbs/18_shard.ipynb #aac1be01
 def _decode_jpeg():
     "torchvision.io.decode_jpeg and ImageReadMode, or None when this torchvision cannot decode."
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
+
         return decode_jpeg, ImageReadMode
-    except (ImportError, RuntimeError): return None
+    except (ImportError, RuntimeError):
+        return None
+
 
 def _tensor_transforms(backbone) -> list:
     "The resize / crop steps of `backbone.preprocess` for uint8 tensors; ValueError if a step only works on PIL images."
     steps = []
     for t in _split_preprocess(backbone)[0]:
-        if isinstance(t, (T.Resize, T.CenterCrop)): steps.append(t)
+        if isinstance(t, (T.Resize, T.CenterCrop)):
+            steps.append(t)
         elif type(t).__name__ != "MaybeConvertMode":  # RGB conversion: decoded JPEGs are RGB already
             raise ValueError(f"decode='torchvision' cannot apply {type(t).__name__} to tensors; use decode='pil'")
     return steps
+
 
 def _decode_batch(datas: list, device, steps: list) -> list:
     "Decode raw JPEGs on `device` and resize/crop them: uint8 (3, S, S) tensors, or the exception for each file that failed."
     dec, Mode = _decode_jpeg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision >= 0.29 flags its decoders as deprecated in favour of torchcodec
-        try: imgs = dec(datas, mode=Mode.RGB, device=device)
+        try:
+            imgs = dec(datas, mode=Mode.RGB, device=device)
         except RuntimeError:  # one bad file fails the whole batch: retry one by one
             imgs = []
             for x in datas:
-                try: imgs.append(dec(x, mode=Mode.RGB, device=device))
-                except RuntimeError as e: imgs.append(e)
+                try:
+                    imgs.append(dec(x, mode=Mode.RGB, device=device))
+                except RuntimeError as e:
+                    imgs.append(e)
     out = []
     for im in imgs:
         if not isinstance(im, Exception):
-            for t in steps: im = t(im)
+            for t in steps:
+                im = t(im)
         out.append(im)
     return out
 
 # %% ../nbs/18_shard.ipynb #fda9b6ad
 class _CacheWriter:
     "Writes encoded batches into the cache files and records finished chunks in the manifest (runs in one thread)."
+
     def __init__(self, cache_dir: Path, m: dict, plan: list, items: list):
         self.files = {n: NpyFile(cache_dir / f"{n}.npy", writable=True) for n in ARRAY_NAMES}
         self.man_path, self.m, self.items = cache_dir / MANIFEST, m, items
@@ -314,10 +414,13 @@ class _CacheWriter:
     def write(self, b: int, chunk: int, rows: np.ndarray, host: dict | None, ready, bad: list) -> None:
         self.fails.setdefault(chunk, {}).update({self.items[i][0]: reason for i, reason in bad})
         if host is not None:
-            if ready is not None: ready.synchronize()  # the device -> pinned copies of this batch are done
-            for name in ARRAY_NAMES: self.files[name].write(rows, host[name].numpy())
+            if ready is not None:
+                ready.synchronize()  # the device -> pinned copies of this batch are done
+            for name in ARRAY_NAMES:
+                self.files[name].write(rows, host[name].numpy())
         if b == self.last[chunk]:  # data to disk first, then the manifest says so
-            for f in self.files.values(): f.sync()
+            for f in self.files.values():
+                f.sync()
             m = self.m
             m["failed"].update(self.fails.pop(chunk, {}))
             m["chunks_done"] = sorted(m["chunks_done"] + [chunk])
@@ -325,78 +428,130 @@ class _CacheWriter:
             write_json_atomic(self.man_path, m)
 
     def close(self):
-        for f in self.files.values(): f.close()
+        for f in self.files.values():
+            f.close()
 
 # %% ../nbs/18_shard.ipynb #3ea2d3d4
 def _resolve_decode(decode: str, device: torch.device) -> str:
-    if decode == "auto": return "torchvision" if device.type == "cuda" and _decode_jpeg() is not None else "pil"
-    if decode == "torchvision" and _decode_jpeg() is None: raise ValueError("decode='torchvision': this torchvision build cannot decode JPEGs")
+    if decode == "auto":
+        return "torchvision" if device.type == "cuda" and _decode_jpeg() is not None else "pil"
+    if decode == "torchvision" and _decode_jpeg() is None:
+        raise ValueError("decode='torchvision': this torchvision build cannot decode JPEGs")
     return decode
 
-def _device_batch(batch, items: list, device, steps: list, pil_pre, background) -> tuple[np.ndarray, torch.Tensor | None, list]:
+
+def _device_batch(
+    batch, items: list, device, steps: list, pil_pre, background
+) -> tuple[np.ndarray, torch.Tensor | None, list]:
     "(sorted rows, uint8 images (n, 3, S, S) on `device` in row order or None, [(row, reason)]) of one loader batch."
     img_rows, imgs, jpg_rows, jpgs, bad = batch
     rows, xs = [], []
-    if imgs is not None: rows += img_rows.tolist(); xs.append(imgs.to(device, non_blocking=True))
+    if imgs is not None:
+        rows += img_rows.tolist()
+        xs.append(imgs.to(device, non_blocking=True))
     if jpgs:
         for r, im in zip(jpg_rows.tolist(), _decode_batch(jpgs, device, steps)):
             if isinstance(im, Exception):  # the device decoder refused it: PIL decides (and gives the reason)
-                try: im = pil_pre(read_image(items[r][1], background)).to(device)
-                except ImageReadError as e: bad.append((r, str(e))); continue
-            rows.append(r); xs.append(im[None])
-    if not rows: return np.zeros(0, np.int64), None, bad
+                try:
+                    im = pil_pre(read_image(items[r][1], background)).to(device)
+                except ImageReadError as e:
+                    bad.append((r, str(e)))
+                    continue
+            rows.append(r)
+            xs.append(im[None])
+    if not rows:
+        return np.zeros(0, np.int64), None, bad
     order = np.argsort(rows, kind="stable")
     x = torch.cat(xs)[torch.as_tensor(order, device=device)]  # n, 3, S, S
     return np.asarray(rows, np.int64)[order], x, sorted(bad)
+
 
 def _to_host(out: dict, dtype: np.dtype):
     "The arrays of `out` cast to the cache dtype on the device and copied to (pinned) host memory; an event that marks the copy."
     tdt = torch.float16 if dtype == np.float16 else torch.float32
     host = {n: out[n].to(tdt).to("cpu", non_blocking=True) for n in ARRAY_NAMES}
-    if out["global"].device.type != "cuda": return host, None
-    ev = torch.cuda.Event(); ev.record()
+    if out["global"].device.type != "cuda":
+        return host, None
+    ev = torch.cuda.Event()
+    ev.record()
     return host, ev
 
 # %% ../nbs/18_shard.ipynb #36f810d3
-def extract_fast(items, backbone, cache_dir, config: FeatureConfig | dict | None = None, fast: FastConfig | dict | None = None,
-                 progress: bool = True, overwrite: bool = False, on_batch=None) -> FeatureCache:
+def extract_fast(
+    items,
+    backbone,
+    cache_dir,
+    config: FeatureConfig | dict | None = None,
+    fast: FastConfig | dict | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    on_batch=None,
+) -> FeatureCache:
     """`extract_features` with a uint8 pipeline, on-device normalisation, optional device JPEG decoding and a writer thread; same cache.
     `on_batch(n)`, if given, is called after each batch is handed to the writer with its number of images (for benchmarks)."""
-    cfg, fcfg, items, cache_dir = FeatureConfig.from_any(config), FastConfig.from_any(fast), _as_items(items), Path(cache_dir)
+    cfg, fcfg, items, cache_dir = (
+        FeatureConfig.from_any(config),
+        FastConfig.from_any(fast),
+        _as_items(items),
+        Path(cache_dir),
+    )
     m, _ = _start_cache(items, backbone, cfg, cache_dir, overwrite)
-    if m["complete"]: return FeatureCache.open(cache_dir)
+    if m["complete"]:
+        return FeatureCache.open(cache_dir)
     _open_arrays(cache_dir, m, "r")  # the files exist with the manifest's shapes
     plan = plan_batches(m["n_images"], m["chunk_size"], cfg.batch_size, set(m["chunks_done"]))
     enc, dev = DeviceEncoder(backbone, fcfg), backbone.device
     decode, bg, pil_pre = _resolve_decode(fcfg.decode, dev), tuple(m["alpha_background"]), uint8_preprocess(backbone)
     steps = _tensor_transforms(backbone) if decode == "torchvision" else []
     pin = dev.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
-    dl = DataLoader(_Uint8Images(items, pil_pre, bg, decode == "torchvision"), batch_sampler=[rows for _, rows in plan],
-                    collate_fn=_collate_uint8, num_workers=cfg.num_workers, pin_memory=pin,
-                    prefetch_factor=fcfg.prefetch_factor if cfg.num_workers else None)
+    dl = DataLoader(
+        _Uint8Images(items, pil_pre, bg, decode == "torchvision"),
+        batch_sampler=[rows for _, rows in plan],
+        collate_fn=_collate_uint8,
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+        prefetch_factor=fcfg.prefetch_factor if cfg.num_workers else None,
+    )
     writer, dtype = _CacheWriter(cache_dir, m, plan, items), np.dtype(m["dtype"])
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="bacgcn-writer") as pool, \
-             tqdm(total=sum(len(r) for _, r in plan), unit="img", desc=f"CLIP features {cache_dir.name}", disable=not progress) as bar:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="bacgcn-writer") as pool,
+            tqdm(
+                total=sum(len(r) for _, r in plan),
+                unit="img",
+                desc=f"CLIP features {cache_dir.name}",
+                disable=not progress,
+            ) as bar,
+        ):
             pending = deque()
             for b, batch in enumerate(dl):
                 rows, x, bad = _device_batch(batch, items, dev, steps, pil_pre, bg)
                 host, ready = _to_host(enc(x), dtype) if x is not None else (None, None)
                 pending.append(pool.submit(writer.write, b, plan[b][0], rows, host, ready, bad))
-                while len(pending) > fcfg.write_queue: pending.popleft().result()
+                while len(pending) > fcfg.write_queue:
+                    pending.popleft().result()
                 bar.update(len(plan[b][1]))
-                if on_batch is not None: on_batch(len(plan[b][1]))
-            while pending: pending.popleft().result()
-    finally: writer.close()
+                if on_batch is not None:
+                    on_batch(len(plan[b][1]))
+            while pending:
+                pending.popleft().result()
+    finally:
+        writer.close()
     return FeatureCache.open(cache_dir)
 
 # %% ../nbs/18_shard.ipynb #eb6443b7
 def dist_env() -> tuple[int, int, int]:
     "(RANK, WORLD_SIZE, LOCAL_RANK) from the environment torchrun sets; (0, 1, 0) outside torchrun."
-    try: rank, world, local = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
-    except ValueError: raise ValueError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers, got {[os.environ.get(k) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')]}") from None
-    if world < 1 or not 0 <= rank < world: raise ValueError(f"RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
+    try:
+        rank, world, local = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
+    except ValueError:
+        raise ValueError(
+            f"RANK / WORLD_SIZE / LOCAL_RANK must be integers, got {[os.environ.get(k) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')]}"
+        ) from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
     return rank, world, local
+
 
 def shard_rows(n_images: int, chunk_size: int, rank: int, world: int) -> tuple[int, int]:
     "[lo, hi) rows of rank `rank`: a contiguous range of whole chunks, ranges as even as chunks allow."
@@ -404,7 +559,10 @@ def shard_rows(n_images: int, chunk_size: int, rank: int, world: int) -> tuple[i
     lo, hi = n_chunks * rank // world, n_chunks * (rank + 1) // world
     return min(lo * chunk_size, n_images), min(hi * chunk_size, n_images)
 
-def shard_dir(cache_dir, rank: int, world: int) -> Path: return Path(cache_dir) / f"shard-{rank}-of-{world}"
+
+def shard_dir(cache_dir, rank: int, world: int) -> Path:
+    return Path(cache_dir) / f"shard-{rank}-of-{world}"
+
 
 def shard_device(local_rank: int | None = None) -> torch.device:
     "cuda:LOCAL_RANK when CUDA is available, else cpu."
@@ -412,13 +570,27 @@ def shard_device(local_rank: int | None = None) -> torch.device:
     return torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
 
 # %% ../nbs/18_shard.ipynb #f2d7037f
-def extract_shard(items, backbone, cache_dir, config=None, rank: int = 0, world: int = 1, *, extract_fn=extract_features,
-                  progress: bool = True, overwrite: bool = False) -> FeatureCache | None:
+def extract_shard(
+    items,
+    backbone,
+    cache_dir,
+    config=None,
+    rank: int = 0,
+    world: int = 1,
+    *,
+    extract_fn=extract_features,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> FeatureCache | None:
     "Rank `rank`'s part of a sharded extraction into `shard_dir(cache_dir, rank, world)`; None when its range is empty."
     cfg, items = FeatureConfig.from_any(config), _as_items(items)
     lo, hi = shard_rows(len(items), cfg.chunk_size, rank, world)
-    if hi <= lo: return None
-    return extract_fn(items[lo:hi], backbone, shard_dir(cache_dir, rank, world), cfg, progress=progress, overwrite=overwrite)
+    if hi <= lo:
+        return None
+    return extract_fn(
+        items[lo:hi], backbone, shard_dir(cache_dir, rank, world), cfg, progress=progress, overwrite=overwrite
+    )
+
 
 def _copy_rows(src: NpyFile, dst: NpyFile, at: int, block_bytes: int) -> None:
     step = max(1, block_bytes // max(src.row_bytes, 1))
@@ -427,19 +599,24 @@ def _copy_rows(src: NpyFile, dst: NpyFile, at: int, block_bytes: int) -> None:
         dst.write(rows + at, src.read(rows))
 
 # %% ../nbs/18_shard.ipynb #0dc4e78f
-def merge_feature_shards(items, backbone, cache_dir, config=None, world: int = 1, *, keep_shards: bool = False,
-                         block_bytes: int = 64 << 20) -> FeatureCache:
+def merge_feature_shards(
+    items, backbone, cache_dir, config=None, world: int = 1, *, keep_shards: bool = False, block_bytes: int = 64 << 20
+) -> FeatureCache:
     "Merge shards 0..world-1 of `cache_dir` into the cache layout `FeatureCache.open` reads, in blocks of `block_bytes`."
     cfg, items, cache_dir = FeatureConfig.from_any(config), _as_items(items), Path(cache_dir)
     head = _header(items, backbone, cfg)
     parts = []
     for r in range(world):
         lo, hi = shard_rows(len(items), cfg.chunk_size, r, world)
-        if hi <= lo: continue
+        if hi <= lo:
+            continue
         sd = shard_dir(cache_dir, r, world)
         sm = read_manifest(sd)
         _check_compatible(sm, {**head, "image_ids": head["image_ids"][lo:hi], "n_images": hi - lo}, sd)
-        if not sm["complete"]: raise ValueError(f"shard {sd} is not complete ({len(sm['chunks_done'])} chunks done): rerun the extraction to finish it")
+        if not sm["complete"]:
+            raise ValueError(
+                f"shard {sd} is not complete ({len(sm['chunks_done'])} chunks done): rerun the extraction to finish it"
+            )
         parts.append((lo, sd, sm))
     n_chunks = math.ceil(len(items) / cfg.chunk_size)
     m = {**head, "chunks_done": [], "failed": {}, "complete": False}
@@ -450,15 +627,20 @@ def merge_feature_shards(items, backbone, cache_dir, config=None, world: int = 1
         try:
             for lo, sd, _ in parts:
                 src = NpyFile(sd / f"{name}.npy")
-                try: _copy_rows(src, dst, lo, block_bytes)
-                finally: src.close()
+                try:
+                    _copy_rows(src, dst, lo, block_bytes)
+                finally:
+                    src.close()
             dst.sync()
-        finally: dst.close()
-    for _, _, sm in parts: m["failed"].update(sm["failed"])
+        finally:
+            dst.close()
+    for _, _, sm in parts:
+        m["failed"].update(sm["failed"])
     m.update(chunks_done=list(range(n_chunks)), complete=True)
     write_json_atomic(cache_dir / MANIFEST, m)
     if not keep_shards:
-        for _, sd, _ in parts: shutil.rmtree(sd)
+        for _, sd, _ in parts:
+            shutil.rmtree(sd)
     return FeatureCache.open(cache_dir)
 
 # %% ../nbs/18_shard.ipynb #0ab8265f
@@ -466,31 +648,53 @@ def merge_feature_shards(items, backbone, cache_dir, config=None, world: int = 1
 def process_group(device: torch.device | str = "cpu", timeout_s: float = 4 * 3600):
     "The default process group for the torchrun environment (created here if needed, destroyed on exit); yields (rank, world)."
     import torch.distributed as dist
+
     rank, world, local = dist_env()
     created = world > 1 and not dist.is_initialized()
     if created:
         cuda = torch.device(device).type == "cuda"
-        if cuda: torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s),
-                                **({"device_id": torch.device(f"cuda:{local}")} if cuda else {}))
-    try: yield rank, world
+        if cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group(
+            "nccl" if cuda else "gloo",
+            timeout=timedelta(seconds=timeout_s),
+            **({"device_id": torch.device(f"cuda:{local}")} if cuda else {}),
+        )
+    try:
+        yield rank, world
     finally:
-        if created: dist.destroy_process_group()
+        if created:
+            dist.destroy_process_group()
+
 
 def _barrier(device) -> None:
     import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return
-    if dist.get_backend() == "nccl": dist.barrier(device_ids=[torch.device(device).index or 0])
-    else: dist.barrier()
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.device(device).index or 0])
+    else:
+        dist.barrier()
 
 # %% ../nbs/18_shard.ipynb #fca8b3d3
-def extract_sharded(items, backbone, cache_dir, config: FeatureConfig | dict | None = None, *, extract_fn=None,
-                    progress: bool = True, overwrite: bool = False, keep_shards: bool = False) -> FeatureCache:
+def extract_sharded(
+    items,
+    backbone,
+    cache_dir,
+    config: FeatureConfig | dict | None = None,
+    *,
+    extract_fn=None,
+    progress: bool = True,
+    overwrite: bool = False,
+    keep_shards: bool = False,
+) -> FeatureCache:
     """Extract across the processes of a torchrun job into one cache (see above); without torchrun
     (WORLD_SIZE unset or 1) a plain `extract_fn` call. `extract_fn`: `extract_features` (default) or `extract_fast`."""
     extract_fn = extract_fn or extract_features
     rank, world, _ = dist_env()
-    if world == 1: return extract_fn(items, backbone, cache_dir, config, progress=progress, overwrite=overwrite)
+    if world == 1:
+        return extract_fn(items, backbone, cache_dir, config, progress=progress, overwrite=overwrite)
     cfg, items, cache_dir = FeatureConfig.from_any(config), _as_items(items), Path(cache_dir)
     with process_group(backbone.device):
         done = False
@@ -500,23 +704,37 @@ def extract_sharded(items, backbone, cache_dir, config: FeatureConfig | dict | N
             done = m["complete"]
         _barrier(backbone.device)  # every rank has looked before rank 0 may write
         if not done:
-            extract_shard(items, backbone, cache_dir, cfg, rank, world, extract_fn=extract_fn, progress=progress and rank == 0,
-                          overwrite=overwrite)
+            extract_shard(
+                items,
+                backbone,
+                cache_dir,
+                cfg,
+                rank,
+                world,
+                extract_fn=extract_fn,
+                progress=progress and rank == 0,
+                overwrite=overwrite,
+            )
             _barrier(backbone.device)
-            if rank == 0: merge_feature_shards(items, backbone, cache_dir, cfg, world, keep_shards=keep_shards)
+            if rank == 0:
+                merge_feature_shards(items, backbone, cache_dir, cfg, world, keep_shards=keep_shards)
             _barrier(backbone.device)
     return FeatureCache.open(cache_dir)
 
 # %% ../nbs/18_shard.ipynb #26dadb0f
-def extract_experiment_sharded(config, *, progress: bool = True, fast: FastConfig | dict | None = None) -> list[FeatureCache]:
+def extract_experiment_sharded(
+    config, *, progress: bool = True, fast: FastConfig | dict | None = None
+) -> list[FeatureCache]:
     "Extract (or finish) an experiment's feature caches, sharded across torchrun processes; `fast`: use `extract_fast` with it."
     from bacgcn.clip import ClipConfig, load_clip
     from bacgcn.pipeline import ExperimentConfig, cache_folder, load_splits
     from bacgcn.vocab import load_vocab
+
     cfg = ExperimentConfig.from_any(config)
     rank, world, local = dist_env()
     clip = ClipConfig.from_any(cfg.clip)
-    if world > 1 and clip.device in ("auto", "cuda") and torch.cuda.is_available(): clip = ClipConfig.from_any(clip, device=f"cuda:{local}")
+    if world > 1 and clip.device in ("auto", "cuda") and torch.cuda.is_available():
+        clip = ClipConfig.from_any(clip, device=f"cuda:{local}")
     vocab = load_vocab(cfg.vocab or ("voc2007" if cfg.dataset.startswith("voc") else cfg.dataset))
     backbone = load_clip(clip)
     fn = extract_features if fast is None else (lambda *a, **k: extract_fast(*a, fast=fast, **k))
@@ -524,6 +742,14 @@ def extract_experiment_sharded(config, *, progress: bool = True, fast: FastConfi
     with process_group(backbone.device):
         for ds in [s for s in load_splits(cfg, vocab) if s is not None]:
             name = f"{cfg.dataset}-{Path(str(ds.split)).stem}"
-            out.append(extract_sharded(ds.items(), backbone, cache_folder(cfg.cache_dir, name, backbone), cfg.features or None,
-                                       extract_fn=fn, progress=progress))
+            out.append(
+                extract_sharded(
+                    ds.items(),
+                    backbone,
+                    cache_folder(cfg.cache_dir, name, backbone),
+                    cfg.features or None,
+                    extract_fn=fn,
+                    progress=progress,
+                )
+            )
     return out

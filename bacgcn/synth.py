@@ -29,69 +29,92 @@ __all__ = ['CLASSES', 'BACKGROUNDS', 'AFFINITY', 'FLYING', 'SPLITS', 'ASPECT', '
            'write_captions', 'image_id', 'make_benchmark', 'read_boxes', 'mention_rates']
 
 # %% ../nbs/12_synth.ipynb #01265176
-CLASSES = ["boat", "car", "bird", "skis", "airplane", "kite", "cow", "sheep", "bus", "umbrella",
-           "surfboard", "clock", "bicycle", "person"]
+CLASSES = [
+    "boat",
+    "car",
+    "bird",
+    "skis",
+    "airplane",
+    "kite",
+    "cow",
+    "sheep",
+    "bus",
+    "umbrella",
+    "surfboard",
+    "clock",
+    "bicycle",
+    "person",
+]
 BACKGROUNDS = ["sky", "wall", "grass", "water", "road", "snow", "sand"]
 
 # Co-occurrence prior: AFFINITY[c][b] is the relative weight of class c for an object placed in a
 # region of background b (0 = never). A row is a class, a column a background, in BACKGROUNDS order.
 #                    sky  wall grass water road snow sand
 AFFINITY = {
-    "boat":      [0,   0,   0,    10,   0,   0,   1],
-    "car":       [0,   1,   0.3,  0,    10,  0.5, 0],
-    "bird":      [10,  0.5, 2,    1.5,  0.3, 0.3, 1],
-    "skis":      [0,   0,   0,    0,    0,   10,  0],
-    "airplane":  [6,   0,   0.3,  0,    0.3, 0,   0],
-    "kite":      [5,   0,   1,    0,    0,   0,   1.5],
-    "cow":       [0,   0,   10,   0,    0.3, 0,   0],
-    "sheep":     [0,   0,   8,    0,    0,   0.5, 0],
-    "bus":       [0,   0.5, 0,    0,    8,   0,   0],
-    "umbrella":  [0,   0,   1,    0,    0.3, 0,   10],
-    "surfboard": [0,   0,   0,    6,    0,   0,   4],
-    "clock":     [0,   10,  0,    0,    0,   0,   0],
-    "bicycle":   [0,   1,   2,    0,    6,   0,   0.5],
-    "person":    [0,   3,   3,    1,    3,   3,   3],
+    "boat": [0, 0, 0, 10, 0, 0, 1],
+    "car": [0, 1, 0.3, 0, 10, 0.5, 0],
+    "bird": [10, 0.5, 2, 1.5, 0.3, 0.3, 1],
+    "skis": [0, 0, 0, 0, 0, 10, 0],
+    "airplane": [6, 0, 0.3, 0, 0.3, 0, 0],
+    "kite": [5, 0, 1, 0, 0, 0, 1.5],
+    "cow": [0, 0, 10, 0, 0.3, 0, 0],
+    "sheep": [0, 0, 8, 0, 0, 0.5, 0],
+    "bus": [0, 0.5, 0, 0, 8, 0, 0],
+    "umbrella": [0, 0, 1, 0, 0.3, 0, 10],
+    "surfboard": [0, 0, 0, 6, 0, 0, 4],
+    "clock": [0, 10, 0, 0, 0, 0, 0],
+    "bicycle": [0, 1, 2, 0, 6, 0, 0.5],
+    "person": [0, 3, 3, 1, 3, 3, 3],
 }
-FLYING = {"bird", "airplane", "kite", "clock"}   # placed by their centre, not standing on the ground
+FLYING = {"bird", "airplane", "kite", "clock"}  # placed by their centre, not standing on the ground
+
 
 def affinity_matrix() -> np.ndarray:
     "The prior as a (C, B) float array in `CLASSES` x `BACKGROUNDS` order."
     return np.array([AFFINITY[c] for c in CLASSES], dtype=np.float64)
 
 # %% ../nbs/12_synth.ipynb #63f0bf53
-SPLITS = {"train": 1, "val": 2, "test": 3}   # split name -> seed stream
+SPLITS = {"train": 1, "val": 2, "test": 3}  # split name -> seed stream
+
 
 @dataclass
 class SynthConfig:
     "How synthetic scenes and splits are drawn. Accepts a dict: `SynthConfig.from_dict(d)`."
-    image_size: int = 64                  # rendered side in pixels (96 or 128 give crisper small objects)
+
+    image_size: int = 64  # rendered side in pixels (96 or 128 give crisper small objects)
     n_train: int = 2000
     n_val: int = 500
     n_test: int = 1000
-    seed: int = 0                         # base seed; image i of split k uses the stream (seed, k, i)
-    n_objects_probs: tuple = (0.4, 0.3, 0.2, 0.1)   # P(1), P(2), P(3), P(4) objects per image
-    size_min: float = 0.04                # smallest longer side / image side
-    size_max: float = 0.6                 # largest longer side / image side
-    p_two_regions: float = 0.75           # sky or wall above a ground type; else one region fills the image
-    horizon: tuple = (0.3, 0.6)           # horizon row as a fraction of the image height
-    p_same_class: float = 0.3             # a further object repeats a class already in the scene
-    max_overlap: float = 0.25             # max intersection / smaller box area between two objects
-    max_tries: int = 30                   # placement attempts before an object is dropped
+    seed: int = 0  # base seed; image i of split k uses the stream (seed, k, i)
+    n_objects_probs: tuple = (0.4, 0.3, 0.2, 0.1)  # P(1), P(2), P(3), P(4) objects per image
+    size_min: float = 0.04  # smallest longer side / image side
+    size_max: float = 0.6  # largest longer side / image side
+    p_two_regions: float = 0.75  # sky or wall above a ground type; else one region fills the image
+    horizon: tuple = (0.3, 0.6)  # horizon row as a fraction of the image height
+    p_same_class: float = 0.3  # a further object repeats a class already in the scene
+    max_overlap: float = 0.25  # max intersection / smaller box area between two objects
+    max_tries: int = 30  # placement attempts before an object is dropped
 
     def __post_init__(self):
         self.n_objects_probs, self.horizon = tuple(self.n_objects_probs), tuple(self.horizon)
-        if self.image_size < 16: raise ValueError(f"SynthConfig.image_size must be >= 16, got {self.image_size}")
-        if not 0 < self.size_min < self.size_max <= 1: raise ValueError(f"SynthConfig needs 0 < size_min < size_max <= 1, got {self.size_min}, {self.size_max}")
+        if self.image_size < 16:
+            raise ValueError(f"SynthConfig.image_size must be >= 16, got {self.image_size}")
+        if not 0 < self.size_min < self.size_max <= 1:
+            raise ValueError(f"SynthConfig needs 0 < size_min < size_max <= 1, got {self.size_min}, {self.size_max}")
         if abs(sum(self.n_objects_probs) - 1) > 1e-6 or min(self.n_objects_probs) < 0:
-            raise ValueError(f"SynthConfig.n_objects_probs must be probabilities summing to 1, got {self.n_objects_probs}")
+            raise ValueError(
+                f"SynthConfig.n_objects_probs must be probabilities summing to 1, got {self.n_objects_probs}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict | SynthConfig | None) -> SynthConfig:
         return as_config(cls, d)
 
     def n_images(self, split: str) -> int:
-        if split not in SPLITS: raise KeyError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
+        if split not in SPLITS:
+            raise KeyError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
         return getattr(self, f"n_{split}")
+
 
 def size_bucket(box, image_size: int) -> str:
     "'small' (longer side < 1/8 of the image), 'medium' (< 1/4) or 'large': the rule behind AP by size."
@@ -109,10 +132,12 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.n
     bot = g[y0 + 1][:, x0] * (1 - fx) + g[y0 + 1][:, x0 + 1] * fx
     return top * (1 - fy) + bot * fy
 
+
 def _texture(bg: str, rng: np.random.Generator, h: int, w: int, band: tuple[int, int]) -> np.ndarray:
     "Texture of background `bg` for a full (h, w) canvas; `band` = rows the region occupies. Float (h, w, 3)."
-    u = h / 64                                           # texture scale follows the image size
-    y = np.arange(h, dtype=np.float64)[:, None]; x = np.arange(w, dtype=np.float64)[None, :]
+    u = h / 64  # texture scale follows the image size
+    y = np.arange(h, dtype=np.float64)[:, None]
+    x = np.arange(w, dtype=np.float64)[None, :]
     if bg == "sky":
         t = (y - band[0]) / max(1, band[1] - band[0])
         img = np.array([70, 130, 220]) * (1 - t[..., None]) + np.array([165, 200, 240]) * t[..., None]
@@ -120,8 +145,11 @@ def _texture(bg: str, rng: np.random.Generator, h: int, w: int, band: tuple[int,
         a = np.clip((_smooth_noise(rng, h, w, 12 * u) - 0.55) * 3, 0, 0.85)[..., None]
         return img * (1 - a) + 250 * a
     if bg == "wall":
-        bh = max(3, round(5 * u)); bw = 2 * bh
-        row = (y // bh).astype(int); off = (row % 2) * (bw // 2); col = ((x + off) // bw).astype(int)
+        bh = max(3, round(5 * u))
+        bw = 2 * bh
+        row = (y // bh).astype(int)
+        off = (row % 2) * (bw // 2)
+        col = ((x + off) // bw).astype(int)
         shade = rng.uniform(0.8, 1.15, size=(row.max() + 1, col.max() + 1))[row, col]
         img = np.array([155, 65, 45]) * shade[..., None]
         mortar = ((y % bh) == 0) | (((x + off) % bw) == 0)
@@ -152,90 +180,175 @@ def _texture(bg: str, rng: np.random.Generator, h: int, w: int, band: tuple[int,
     raise KeyError(f"unknown background {bg!r}: expected one of {BACKGROUNDS}")
 
 # %% ../nbs/12_synth.ipynb #ea74c87f
-ASPECT = {"boat": 1.3, "car": 2.0, "bird": 1.8, "skis": 1.0, "airplane": 1.6, "kite": 0.7, "cow": 1.5,
-          "sheep": 1.4, "bus": 2.4, "umbrella": 1.0, "surfboard": 3.2, "clock": 1.0, "bicycle": 1.6, "person": 0.45}
-KEY_COLOUR = {"boat": (95, 45, 150), "car": (215, 25, 25), "bird": (25, 25, 30), "skis": (255, 135, 0),
-              "airplane": (185, 185, 200), "kite": (225, 0, 190), "cow": (150, 85, 40), "sheep": (235, 225, 195),
-              "bus": (250, 210, 0), "umbrella": (0, 170, 170), "surfboard": (150, 230, 20), "clock": (250, 250, 250),
-              "bicycle": (30, 70, 230), "person": (0, 130, 60)}
+ASPECT = {
+    "boat": 1.3,
+    "car": 2.0,
+    "bird": 1.8,
+    "skis": 1.0,
+    "airplane": 1.6,
+    "kite": 0.7,
+    "cow": 1.5,
+    "sheep": 1.4,
+    "bus": 2.4,
+    "umbrella": 1.0,
+    "surfboard": 3.2,
+    "clock": 1.0,
+    "bicycle": 1.6,
+    "person": 0.45,
+}
+KEY_COLOUR = {
+    "boat": (95, 45, 150),
+    "car": (215, 25, 25),
+    "bird": (25, 25, 30),
+    "skis": (255, 135, 0),
+    "airplane": (185, 185, 200),
+    "kite": (225, 0, 190),
+    "cow": (150, 85, 40),
+    "sheep": (235, 225, 195),
+    "bus": (250, 210, 0),
+    "umbrella": (0, 170, 170),
+    "surfboard": (150, 230, 20),
+    "clock": (250, 250, 250),
+    "bicycle": (30, 70, 230),
+    "person": (0, 130, 60),
+}
 _DARK, _GLASS, _WHITE, _SKIN, _JEANS = (30, 30, 30), (170, 210, 240), (250, 250, 250), (235, 185, 150), (35, 45, 100)
 
 # Sprite parts in unit coordinates: (kind, points or box, colour name or RGB); "key" = the class's key colour.
 SPRITES = {
-    "boat": [("poly", [(0, .68), (1, .68), (.82, 1), (.18, 1)], "key"), ("line", [(.5, 0), (.5, .68)], _DARK),
-             ("poly", [(.53, 0), (.53, .62), (.92, .62)], _WHITE), ("poly", [(.47, .12), (.47, .62), (.14, .62)], _WHITE)],
-    "car": [("rect", [(0, .42), (1, .8)], "key"), ("poly", [(.22, .42), (.32, 0), (.72, 0), (.84, .42)], "key"),
-            ("poly", [(.3, .38), (.36, .1), (.68, .1), (.76, .38)], _GLASS),
-            ("ellipse", [(.1, .6), (.34, 1)], _DARK), ("ellipse", [(.66, .6), (.9, 1)], _DARK)],
-    "bird": [("poly", [(0, 0), (.5, .55), (1, 0), (1, .35), (.5, 1), (0, .35)], "key")],
-    "skis": [("poly", [(0, .8), (.8, 0), (.94, 0), (.14, .8)], "key"), ("poly", [(.06, 1), (.86, .2), (1, .2), (.2, 1)], "key")],
-    "airplane": [("ellipse", [(0, .38), (1, .62)], "key"), ("poly", [(.4, .5), (.54, 0), (.66, 0), (.62, .5), (.66, 1), (.54, 1)], "key"),
-                 ("poly", [(.02, .5), (.06, .2), (.16, .2), (.16, .8), (.06, .8)], "key")],
-    "kite": [("poly", [(.5, 0), (1, .38), (.5, .76), (0, .38)], "key"), ("line", [(.5, .76), (.42, 1)], _DARK)],
-    "cow": [("rect", [(.08, .2), (.82, .7)], "key"), ("rect", [(.78, 0), (1, .42)], "key"), ("ellipse", [(.3, .3), (.52, .58)], _WHITE),
-            ("rect", [(.12, .7), (.22, 1)], (100, 55, 25)), ("rect", [(.66, .7), (.76, 1)], (100, 55, 25)), ("line", [(.08, .25), (0, .6)], (100, 55, 25))],
-    "sheep": [("ellipse", [(0, .1), (.86, .76)], "key"), ("ellipse", [(.74, 0), (1, .42)], _DARK),
-              ("rect", [(.2, .7), (.28, 1)], _DARK), ("rect", [(.6, .7), (.68, 1)], _DARK)],
-    "bus": [("rect", [(0, 0), (1, .86)], "key")] + [("rect", [(.05 + .185 * i, .12), (.18 + .185 * i, .42)], _GLASS) for i in range(5)]
-           + [("ellipse", [(.1, .68), (.28, 1)], _DARK), ("ellipse", [(.72, .68), (.9, 1)], _DARK)],
-    "umbrella": [("pie", [(0, 0), (1, .45)], "key"), ("line", [(.5, .45), (.5, 1)], _DARK)],
-    "surfboard": [("ellipse", [(0, 0), (1, 1)], "key"), ("line", [(.12, .5), (.88, .5)], _WHITE)],
-    "clock": [("ellipse", [(0, 0), (1, 1)], _DARK), ("ellipse", [(.14, .14), (.86, .86)], "key"),
-              ("line", [(.5, .5), (.5, .24)], _DARK), ("line", [(.5, .5), (.72, .5)], _DARK)],
-    "bicycle": [("ring", [(0, .44), (.4, 1)], _DARK), ("ring", [(.6, .44), (1, 1)], _DARK),
-                ("line", [(.2, .72), (.46, .72), (.38, .3), (.2, .72)], "key"), ("line", [(.46, .72), (.7, .3), (.8, .72)], "key"),
-                ("line", [(.38, .3), (.7, .3)], "key"), ("line", [(.38, .3), (.36, .16)], _DARK), ("line", [(.7, .3), (.74, 0)], _DARK)],
-    "person": [("ellipse", [(.3, 0), (.7, .2)], _SKIN), ("rect", [(0, .22), (1, .6)], "key"),
-               ("rect", [(.16, .6), (.46, 1)], _JEANS), ("rect", [(.54, .6), (.84, 1)], _JEANS)],
+    "boat": [
+        ("poly", [(0, 0.68), (1, 0.68), (0.82, 1), (0.18, 1)], "key"),
+        ("line", [(0.5, 0), (0.5, 0.68)], _DARK),
+        ("poly", [(0.53, 0), (0.53, 0.62), (0.92, 0.62)], _WHITE),
+        ("poly", [(0.47, 0.12), (0.47, 0.62), (0.14, 0.62)], _WHITE),
+    ],
+    "car": [
+        ("rect", [(0, 0.42), (1, 0.8)], "key"),
+        ("poly", [(0.22, 0.42), (0.32, 0), (0.72, 0), (0.84, 0.42)], "key"),
+        ("poly", [(0.3, 0.38), (0.36, 0.1), (0.68, 0.1), (0.76, 0.38)], _GLASS),
+        ("ellipse", [(0.1, 0.6), (0.34, 1)], _DARK),
+        ("ellipse", [(0.66, 0.6), (0.9, 1)], _DARK),
+    ],
+    "bird": [("poly", [(0, 0), (0.5, 0.55), (1, 0), (1, 0.35), (0.5, 1), (0, 0.35)], "key")],
+    "skis": [
+        ("poly", [(0, 0.8), (0.8, 0), (0.94, 0), (0.14, 0.8)], "key"),
+        ("poly", [(0.06, 1), (0.86, 0.2), (1, 0.2), (0.2, 1)], "key"),
+    ],
+    "airplane": [
+        ("ellipse", [(0, 0.38), (1, 0.62)], "key"),
+        ("poly", [(0.4, 0.5), (0.54, 0), (0.66, 0), (0.62, 0.5), (0.66, 1), (0.54, 1)], "key"),
+        ("poly", [(0.02, 0.5), (0.06, 0.2), (0.16, 0.2), (0.16, 0.8), (0.06, 0.8)], "key"),
+    ],
+    "kite": [("poly", [(0.5, 0), (1, 0.38), (0.5, 0.76), (0, 0.38)], "key"), ("line", [(0.5, 0.76), (0.42, 1)], _DARK)],
+    "cow": [
+        ("rect", [(0.08, 0.2), (0.82, 0.7)], "key"),
+        ("rect", [(0.78, 0), (1, 0.42)], "key"),
+        ("ellipse", [(0.3, 0.3), (0.52, 0.58)], _WHITE),
+        ("rect", [(0.12, 0.7), (0.22, 1)], (100, 55, 25)),
+        ("rect", [(0.66, 0.7), (0.76, 1)], (100, 55, 25)),
+        ("line", [(0.08, 0.25), (0, 0.6)], (100, 55, 25)),
+    ],
+    "sheep": [
+        ("ellipse", [(0, 0.1), (0.86, 0.76)], "key"),
+        ("ellipse", [(0.74, 0), (1, 0.42)], _DARK),
+        ("rect", [(0.2, 0.7), (0.28, 1)], _DARK),
+        ("rect", [(0.6, 0.7), (0.68, 1)], _DARK),
+    ],
+    "bus": [("rect", [(0, 0), (1, 0.86)], "key")]
+    + [("rect", [(0.05 + 0.185 * i, 0.12), (0.18 + 0.185 * i, 0.42)], _GLASS) for i in range(5)]
+    + [("ellipse", [(0.1, 0.68), (0.28, 1)], _DARK), ("ellipse", [(0.72, 0.68), (0.9, 1)], _DARK)],
+    "umbrella": [("pie", [(0, 0), (1, 0.45)], "key"), ("line", [(0.5, 0.45), (0.5, 1)], _DARK)],
+    "surfboard": [("ellipse", [(0, 0), (1, 1)], "key"), ("line", [(0.12, 0.5), (0.88, 0.5)], _WHITE)],
+    "clock": [
+        ("ellipse", [(0, 0), (1, 1)], _DARK),
+        ("ellipse", [(0.14, 0.14), (0.86, 0.86)], "key"),
+        ("line", [(0.5, 0.5), (0.5, 0.24)], _DARK),
+        ("line", [(0.5, 0.5), (0.72, 0.5)], _DARK),
+    ],
+    "bicycle": [
+        ("ring", [(0, 0.44), (0.4, 1)], _DARK),
+        ("ring", [(0.6, 0.44), (1, 1)], _DARK),
+        ("line", [(0.2, 0.72), (0.46, 0.72), (0.38, 0.3), (0.2, 0.72)], "key"),
+        ("line", [(0.46, 0.72), (0.7, 0.3), (0.8, 0.72)], "key"),
+        ("line", [(0.38, 0.3), (0.7, 0.3)], "key"),
+        ("line", [(0.38, 0.3), (0.36, 0.16)], _DARK),
+        ("line", [(0.7, 0.3), (0.74, 0)], _DARK),
+    ],
+    "person": [
+        ("ellipse", [(0.3, 0), (0.7, 0.2)], _SKIN),
+        ("rect", [(0, 0.22), (1, 0.6)], "key"),
+        ("rect", [(0.16, 0.6), (0.46, 1)], _JEANS),
+        ("rect", [(0.54, 0.6), (0.84, 1)], _JEANS),
+    ],
 }
+
 
 def draw_sprite(cls: str, w: int, h: int, key: tuple | None = None, flip: bool = False) -> Image.Image:
     "An RGBA image (w, h) of class `cls` on a transparent background; `key` overrides the key colour."
-    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0)); d = ImageDraw.Draw(layer)
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
     lw = max(1, round(0.08 * min(w, h)))
-    P = lambda pts: [(u * (w - 1), v * (h - 1)) for u, v in pts]     # unit square -> pixel centres
+    P = lambda pts: [(u * (w - 1), v * (h - 1)) for u, v in pts]  # unit square -> pixel centres
     parts = SPRITES[cls]
-    if min(w, h) < 4:                      # a few pixels: paint the key-coloured body last so it stays visible
+    if min(w, h) < 4:  # a few pixels: paint the key-coloured body last so it stays visible
         parts = [p for p in parts if p[2] != "key"] + [p for p in parts if p[2] == "key"]
     for kind, pts, colour in parts:
         fill = tuple(key or KEY_COLOUR[cls]) if colour == "key" else colour
         q = P(pts)
-        if kind == "poly": d.polygon(q, fill=fill)
-        elif kind == "rect": d.rectangle(q, fill=fill)
-        elif kind == "ellipse": d.ellipse(q, fill=fill)
-        elif kind == "ring": d.ellipse(q, outline=fill, width=lw)
-        elif kind == "pie": d.pieslice([q[0], (q[1][0], 2 * q[1][1] - q[0][1])], 180, 360, fill=fill)
-        elif kind == "line": d.line(q, fill=fill, width=lw)
+        if kind == "poly":
+            d.polygon(q, fill=fill)
+        elif kind == "rect":
+            d.rectangle(q, fill=fill)
+        elif kind == "ellipse":
+            d.ellipse(q, fill=fill)
+        elif kind == "ring":
+            d.ellipse(q, outline=fill, width=lw)
+        elif kind == "pie":
+            d.pieslice([q[0], (q[1][0], 2 * q[1][1] - q[0][1])], 180, 360, fill=fill)
+        elif kind == "line":
+            d.line(q, fill=fill, width=lw)
     return layer.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else layer
 
 # %% ../nbs/12_synth.ipynb #e0865233
 TOP_BACKGROUNDS = {"sky": 0.75, "wall": 0.25}
-GROUND_UNDER = {"sky": {"grass": .25, "water": .25, "road": .2, "snow": .15, "sand": .15},
-                "wall": {"road": .55, "grass": .3, "water": .15}}
-SINGLE_BACKGROUNDS = {"sky": .1, "wall": .15, "grass": .2, "water": .2, "road": .1, "snow": .1, "sand": .15}
+GROUND_UNDER = {
+    "sky": {"grass": 0.25, "water": 0.25, "road": 0.2, "snow": 0.15, "sand": 0.15},
+    "wall": {"road": 0.55, "grass": 0.3, "water": 0.15},
+}
+SINGLE_BACKGROUNDS = {"sky": 0.1, "wall": 0.15, "grass": 0.2, "water": 0.2, "road": 0.1, "snow": 0.1, "sand": 0.15}
+
 
 @dataclass
 class Instance:
     "One object: class index into `CLASSES`, tight pixel box (x0, y0, x1, y1), end exclusive, and its region's background index."
+
     cls: int
     box: tuple
     background: int
 
+
 @dataclass
 class Scene:
     "A rendered scene: image (H, W, 3) uint8, objects, backgrounds top to bottom, horizon row (None: one region)."
+
     image: np.ndarray
     instances: list
     backgrounds: list
     horizon: int | None = None
 
     @property
-    def labels(self) -> list[int]: return sorted({o.cls for o in self.instances})
-    def size(self, o: Instance) -> float: return max(o.box[2] - o.box[0], o.box[3] - o.box[1]) / self.image.shape[1]
+    def labels(self) -> list[int]:
+        return sorted({o.cls for o in self.instances})
+
+    def size(self, o: Instance) -> float:
+        return max(o.box[2] - o.box[0], o.box[3] - o.box[1]) / self.image.shape[1]
+
 
 def _choice(rng: np.random.Generator, table: dict) -> str:
-    keys = list(table); p = np.array([table[k] for k in keys], dtype=np.float64)
+    keys = list(table)
+    p = np.array([table[k] for k in keys], dtype=np.float64)
     return keys[rng.choice(len(keys), p=p / p.sum())]
+
 
 def _layout(rng: np.random.Generator, cfg: SynthConfig) -> tuple[list[str], int | None]:
     if rng.random() < cfg.p_two_regions:
@@ -244,7 +357,9 @@ def _layout(rng: np.random.Generator, cfg: SynthConfig) -> tuple[list[str], int 
     return [_choice(rng, SINGLE_BACKGROUNDS)], None
 
 # %% ../nbs/12_synth.ipynb #f3a0c069
-def _pick_object(rng: np.random.Generator, regions: list, previous: list[int], p_same_class: float = 0.3) -> tuple[int, int]:
+def _pick_object(
+    rng: np.random.Generator, regions: list, previous: list[int], p_same_class: float = 0.3
+) -> tuple[int, int]:
     "(class index, region index) for the next object; `regions` = [(background, area fraction, rows)]."
     A = affinity_matrix()
     if previous and rng.random() < p_same_class:
@@ -259,11 +374,13 @@ def _pick_object(rng: np.random.Generator, regions: list, previous: list[int], p
         c = int(rng.choice(len(CLASSES), p=col / col.sum()))
     return c, r
 
+
 def _place(rng: np.random.Generator, cls: str, w: int, h: int, region: tuple, n_regions: int, S: int) -> tuple:
     bg, _, (lo, hi) = region
     if cls in FLYING:
-        cy = rng.uniform(lo, hi); y0 = cy - h / 2
-    elif bg in TOP_BACKGROUNDS and n_regions == 2:                   # in front of the wall: stand at its foot
+        cy = rng.uniform(lo, hi)
+        y0 = cy - h / 2
+    elif bg in TOP_BACKGROUNDS and n_regions == 2:  # in front of the wall: stand at its foot
         y0 = hi + rng.uniform(0, 0.15 * S) - h
     else:
         y0 = rng.uniform(lo + 0.15 * (hi - lo), hi) - h
@@ -271,49 +388,66 @@ def _place(rng: np.random.Generator, cls: str, w: int, h: int, region: tuple, n_
     x0, y0 = int(round(min(max(x0, 0), S - w))), int(round(min(max(y0, 0), S - h)))
     return (x0, y0, x0 + w, y0 + h)
 
+
 def _overlap(a: tuple, b: tuple) -> float:
     "Intersection area / area of the smaller box."
-    iw = min(a[2], b[2]) - max(a[0], b[0]); ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0: return 0.0
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
     return iw * ih / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
 
 # %% ../nbs/12_synth.ipynb #be501e90
 def scene_rng(cfg: SynthConfig, stream: str | int, index: int) -> np.random.Generator:
     "The random stream of image `index` in `stream` (a split name, or an integer for other uses such as CLIP training)."
     k = SPLITS[stream] if isinstance(stream, str) and stream in SPLITS else stream
-    if not isinstance(k, (int, np.integer)): raise KeyError(f"unknown stream {stream!r}: a split in {list(SPLITS)} or an integer")
+    if not isinstance(k, (int, np.integer)):
+        raise KeyError(f"unknown stream {stream!r}: a split in {list(SPLITS)} or an integer")
     return np.random.default_rng(np.random.SeedSequence([cfg.seed, int(k), int(index)]))
 
+
 def _regions(bgs: list[str], horizon: int | None, S: int) -> list:
-    if horizon is None: return [(bgs[0], 1.0, (0, S))]
+    if horizon is None:
+        return [(bgs[0], 1.0, (0, S))]
     return [(bgs[0], horizon / S, (0, horizon)), (bgs[1], 1 - horizon / S, (horizon, S))]
+
 
 def make_scene(cfg: SynthConfig | dict | None = None, stream: str | int = "train", index: int = 0) -> Scene:
     "Draw and render scene `index` of `stream` (see the steps above). Deterministic in (cfg.seed, stream, index)."
-    cfg = SynthConfig.from_dict(cfg); rng = scene_rng(cfg, stream, index); S = cfg.image_size
-    bgs, horizon = _layout(rng, cfg); regions = _regions(bgs, horizon, S)
+    cfg = SynthConfig.from_dict(cfg)
+    rng = scene_rng(cfg, stream, index)
+    S = cfg.image_size
+    bgs, horizon = _layout(rng, cfg)
+    regions = _regions(bgs, horizon, S)
     canvas = np.empty((S, S, 3))
-    for bg, _, (lo, hi) in regions: canvas[lo:hi] = _texture(bg, rng, S, S, (lo, hi))[lo:hi]
+    for bg, _, (lo, hi) in regions:
+        canvas[lo:hi] = _texture(bg, rng, S, S, (lo, hi))[lo:hi]
     n = 1 + rng.choice(len(cfg.n_objects_probs), p=np.array(cfg.n_objects_probs) / sum(cfg.n_objects_probs))
-    placed = []                                                      # (class, draw box, region)
+    placed = []  # (class, draw box, region)
     for _ in range(n):
         c, r = _pick_object(rng, regions, [p[0] for p in placed], cfg.p_same_class)
-        L = S * math.exp(rng.uniform(math.log(cfg.size_min), math.log(cfg.size_max)))   # log-uniform size
+        L = S * math.exp(rng.uniform(math.log(cfg.size_min), math.log(cfg.size_max)))  # log-uniform size
         a = ASPECT[CLASSES[c]]
         w, h = (max(2, round(L)), max(2, round(L / a))) if a >= 1 else (max(2, round(L * a)), max(2, round(L)))
         for _ in range(cfg.max_tries):
             box = _place(rng, CLASSES[c], w, h, regions[r], len(regions), S)
-            if all(_overlap(box, p[1]) <= cfg.max_overlap for p in placed): break
-        else: continue                                               # no room: drop it (never the first)
+            if all(_overlap(box, p[1]) <= cfg.max_overlap for p in placed):
+                break
+        else:
+            continue  # no room: drop it (never the first)
         placed.append((c, box, r))
     img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     instances = []
-    for c, box, r in sorted(placed, key=lambda p: p[1][3]):          # far (high) to near (low)
+    for c, box, r in sorted(placed, key=lambda p: p[1][3]):  # far (high) to near (low)
         key = tuple(int(v) for v in np.clip(np.array(KEY_COLOUR[CLASSES[c]]) + rng.integers(-12, 13, 3), 0, 255))
         layer = draw_sprite(CLASSES[c], box[2] - box[0], box[3] - box[1], key, flip=bool(rng.random() < 0.5))
         img.paste(layer, box[:2], layer)
         bx = layer.getchannel("A").getbbox()
-        instances.append(Instance(c, (box[0] + bx[0], box[1] + bx[1], box[0] + bx[2], box[1] + bx[3]), BACKGROUNDS.index(regions[r][0])))
+        instances.append(
+            Instance(
+                c, (box[0] + bx[0], box[1] + bx[1], box[0] + bx[2], box[1] + bx[3]), BACKGROUNDS.index(regions[r][0])
+            )
+        )
     return Scene(np.asarray(img), instances, [BACKGROUNDS.index(b) for b in bgs], horizon)
 
 # %% ../nbs/12_synth.ipynb #4d3c2d94
@@ -321,6 +455,7 @@ def plot_scenes(scenes: list[Scene], ncols: int = 6, scale: float = 1.6, ax=None
     "Draw scenes in a grid with their boxes and class names; returns the figure."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
     nrows = math.ceil(len(scenes) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale), squeeze=False)
     cmap = plt.get_cmap("tab20")
@@ -328,10 +463,11 @@ def plot_scenes(scenes: list[Scene], ncols: int = 6, scale: float = 1.6, ax=None
         a.imshow(s.image, interpolation="nearest")
         for o in s.instances:
             x0, y0, x1, y1 = o.box
-            a.add_patch(Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, lw=1, ec=cmap(o.cls % 20)))
+            a.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1, ec=cmap(o.cls % 20)))
             a.text(x0, y0 - 1, CLASSES[o.cls], fontsize=5, color=cmap(o.cls % 20), va="bottom")
         a.set_title("/".join(BACKGROUNDS[b] for b in s.backgrounds), fontsize=6)
-    for a in axes.flat: a.axis("off")
+    for a in axes.flat:
+        a.axis("off")
     fig.tight_layout()
     return fig
 
@@ -364,61 +500,96 @@ BACKGROUND_PHRASES = {
     "snow": ["the snow", "a snowy slope", "a snowfield"],
     "sand": ["the sand", "a beach", "a sandy beach", "the desert"],
 }
-BACKGROUND_PLURALS = {"wall": ["walls", "buildings"], "grass": ["fields", "meadows"], "water": ["lakes", "rivers"],
-                      "road": ["roads", "streets"], "sand": ["beaches"]}
+BACKGROUND_PLURALS = {
+    "wall": ["walls", "buildings"],
+    "grass": ["fields", "meadows"],
+    "water": ["lakes", "rivers"],
+    "road": ["roads", "streets"],
+    "sand": ["beaches"],
+}
 TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "a photo of the {}."]
+
 
 def _strip_article(p: str) -> str:
     for a in ("the ", "a ", "an "):
-        if p.startswith(a): return p[len(a):]
+        if p.startswith(a):
+            return p[len(a) :]
     return p
+
 
 def synth_vocab() -> Vocab:
     "The synthetic world's vocabulary: 14 classes, 7 backgrounds, the captioner's synonyms and plurals."
     syn = {c: list(dict.fromkeys(w for sg_pl in CLASS_NOUNS[c] for w in sg_pl)) for c in CLASSES}
-    syn.update({b: list(dict.fromkeys([b] + [_strip_article(p) for p in BACKGROUND_PHRASES[b]] + BACKGROUND_PLURALS.get(b, [])))
-                for b in BACKGROUNDS})
-    return Vocab("synth", list(CLASSES), list(BACKGROUNDS), syn, list(TEMPLATES),
-                 "bacgcn built-in synthetic benchmark (bacgcn.synth): 14 object classes, 7 background categories.")
+    syn.update(
+        {
+            b: list(
+                dict.fromkeys([b] + [_strip_article(p) for p in BACKGROUND_PHRASES[b]] + BACKGROUND_PLURALS.get(b, []))
+            )
+            for b in BACKGROUNDS
+        }
+    )
+    return Vocab(
+        "synth",
+        list(CLASSES),
+        list(BACKGROUNDS),
+        syn,
+        list(TEMPLATES),
+        "bacgcn built-in synthetic benchmark (bacgcn.synth): 14 object classes, 7 background categories.",
+    )
 
 # %% ../nbs/12_synth.ipynb #4d66e1f5
 def mentioned_categories(text: str, vocab: Vocab | None = None) -> list[str]:
     "Categories whose synonyms occur in `text` as whole words, in order of first occurrence (a plain reference matcher)."
-    vocab = vocab or synth_vocab(); low = text.lower(); hits = {}
+    vocab = vocab or synth_vocab()
+    low = text.lower()
+    hits = {}
     for c in vocab.categories:
         pos = [m.start() for w in vocab.synonyms[c] for m in re.finditer(r"\b" + re.escape(w.lower()) + r"\b", low)]
-        if pos: hits[c] = min(pos)
+        if pos:
+            hits[c] = min(pos)
     return sorted(hits, key=hits.get)
 
 # %% ../nbs/12_synth.ipynb #ee4bf5db
 @dataclass
 class CaptionerConfig:
     "Parameters of the simulated BLIP-2 captioner, fixed up front. Accepts a dict: `CaptionerConfig.from_dict(d)`."
+
     seed: int = 0
-    notice_size: float = 0.12         # s_50: relative size noticed half the time (before notice_max)
-    notice_slope: float = 2.5         # k: logistic slope in ln(size)
-    salient_bonus: float = 1.5        # beta: logit bonus of the image's largest object
+    notice_size: float = 0.12  # s_50: relative size noticed half the time (before notice_max)
+    notice_slope: float = 2.5  # k: logistic slope in ln(size)
+    salient_bonus: float = 1.5  # beta: logit bonus of the image's largest object
     notice_max: float = 0.97
-    object_rate: tuple = (0.8, 0.8, 0.3, 0.9, 0.8, 0.35)       # P(name the most salient noticed class) per prompt
-    secondary_factor: float = 0.6     # other noticed classes: object_rate * this
-    background_rate: tuple = (0.35, 0.35, 0.5, 0.35, 0.4, 0.85)   # P(name the largest region) per prompt; other region * 0.6
-    p_stray: float = 0.01             # an unnoticed class is named anyway (per caption)
-    p_hallucinate: float = 0.03       # per caption: name an absent class drawn from the scene's context prior
-    p_confuse: float = 0.05           # a noticed object is misnamed as a look-alike class...
-    p_confuse_small: float = 0.2      # ... more often when it is small
-    p_synonym: float = 0.35           # use a synonym instead of the canonical noun
-    p_other_noun: float = 0.3         # a list caption adds a noun outside the vocabulary
-    p_repeat: float = 0.25            # a list caption degenerates into repetition
-    p_generic: float = 0.02           # a caption that names nothing at all
-    p_question_echo: float = 0.03     # re-caption 4 (objects, excluding X): "X.  Question: ... Answer: X. ..."
-    p_word_salad: float = 0.1         # re-caption 4: "X, X, X, ..."
-    p_not_sure: float = 0.01          # re-caption 5: 'I'm not sure what you mean by "exclude X", but ...'
-    p_bg_excluding: float = 0.35      # re-caption 6: "The background of this image, excluding X, is ..."
-    p_pure_echo: float = 0.5          # ... of which this share echoes the prompt again instead of naming a background
-    max_chars: tuple = (90, 130)      # repetitive strings are cut at this many characters (BLIP-2's token limit)
+    object_rate: tuple = (0.8, 0.8, 0.3, 0.9, 0.8, 0.35)  # P(name the most salient noticed class) per prompt
+    secondary_factor: float = 0.6  # other noticed classes: object_rate * this
+    background_rate: tuple = (
+        0.35,
+        0.35,
+        0.5,
+        0.35,
+        0.4,
+        0.85,
+    )  # P(name the largest region) per prompt; other region * 0.6
+    p_stray: float = 0.01  # an unnoticed class is named anyway (per caption)
+    p_hallucinate: float = 0.03  # per caption: name an absent class drawn from the scene's context prior
+    p_confuse: float = 0.05  # a noticed object is misnamed as a look-alike class...
+    p_confuse_small: float = 0.2  # ... more often when it is small
+    p_synonym: float = 0.35  # use a synonym instead of the canonical noun
+    p_other_noun: float = 0.3  # a list caption adds a noun outside the vocabulary
+    p_repeat: float = 0.25  # a list caption degenerates into repetition
+    p_generic: float = 0.02  # a caption that names nothing at all
+    p_question_echo: float = 0.03  # re-caption 4 (objects, excluding X): "X.  Question: ... Answer: X. ..."
+    p_word_salad: float = 0.1  # re-caption 4: "X, X, X, ..."
+    p_not_sure: float = 0.01  # re-caption 5: 'I'm not sure what you mean by "exclude X", but ...'
+    p_bg_excluding: float = 0.35  # re-caption 6: "The background of this image, excluding X, is ..."
+    p_pure_echo: float = 0.5  # ... of which this share echoes the prompt again instead of naming a background
+    max_chars: tuple = (90, 130)  # repetitive strings are cut at this many characters (BLIP-2's token limit)
 
     def __post_init__(self):
-        self.object_rate, self.background_rate, self.max_chars = tuple(self.object_rate), tuple(self.background_rate), tuple(self.max_chars)
+        self.object_rate, self.background_rate, self.max_chars = (
+            tuple(self.object_rate),
+            tuple(self.background_rate),
+            tuple(self.max_chars),
+        )
         if len(self.object_rate) != 6 or len(self.background_rate) != 6:
             raise ValueError("CaptionerConfig.object_rate and background_rate need one rate per prompt (6)")
 
@@ -426,9 +597,22 @@ class CaptionerConfig:
     def from_dict(cls, d: dict | CaptionerConfig | None) -> CaptionerConfig:
         return as_config(cls, d)
 
-LOOK_ALIKES = {"airplane": ["bird", "kite"], "bird": ["airplane", "kite"], "kite": ["bird", "umbrella"], "sheep": ["cow"],
-               "cow": ["sheep"], "bus": ["car"], "car": ["bus"], "surfboard": ["boat", "skis"], "boat": ["surfboard"],
-               "skis": ["surfboard"], "umbrella": ["kite"], "bicycle": ["person"]}
+
+LOOK_ALIKES = {
+    "airplane": ["bird", "kite"],
+    "bird": ["airplane", "kite"],
+    "kite": ["bird", "umbrella"],
+    "sheep": ["cow"],
+    "cow": ["sheep"],
+    "bus": ["car"],
+    "car": ["bus"],
+    "surfboard": ["boat", "skis"],
+    "boat": ["surfboard"],
+    "skis": ["surfboard"],
+    "umbrella": ["kite"],
+    "bicycle": ["person"],
+}
+
 
 def notice_probability(size: float, largest: bool, cfg: CaptionerConfig | None = None) -> float:
     "P(the captioner notices an object of relative size `size`)."
@@ -443,51 +627,92 @@ def _perceive(scene: Scene, rng: np.random.Generator, cfg: CaptionerConfig) -> d
     big = int(np.argmax(sizes))
     seen: dict[str, list] = {}
     for i, o in enumerate(scene.instances):
-        if rng.random() >= notice_probability(sizes[i], i == big, cfg): continue
+        if rng.random() >= notice_probability(sizes[i], i == big, cfg):
+            continue
         name = CLASSES[o.cls]
         p_conf = cfg.p_confuse_small if sizes[i] < 1 / 8 else cfg.p_confuse
-        if name in LOOK_ALIKES and rng.random() < p_conf: name = str(rng.choice(LOOK_ALIKES[name]))
+        if name in LOOK_ALIKES and rng.random() < p_conf:
+            name = str(rng.choice(LOOK_ALIKES[name]))
         cnt, sal, where = seen.get(name, (0, 0.0, None))
         seen[name] = [cnt + 1, max(sal, sizes[i]), where if sal >= sizes[i] else BACKGROUNDS[o.background]]
-    believed = dict(sorted(seen.items(), key=lambda kv: -kv[1][1]))          # most salient first
+    believed = dict(sorted(seen.items(), key=lambda kv: -kv[1][1]))  # most salient first
     missed = sorted({CLASSES[o.cls] for o in scene.instances} - set(believed))
     S = scene.image.shape[0]
     areas = [1.0] if scene.horizon is None else [scene.horizon / S, 1 - scene.horizon / S]
-    bgs = [BACKGROUNDS[scene.backgrounds[j]] for j in np.argsort(areas)[::-1]]   # largest region first
+    bgs = [BACKGROUNDS[scene.backgrounds[j]] for j in np.argsort(areas)[::-1]]  # largest region first
     present = {CLASSES[o.cls] for o in scene.instances}
     ctx = affinity_matrix()[:, scene.backgrounds].sum(1) * np.array([c not in present for c in CLASSES])
     return dict(believed=believed, missed=missed, backgrounds=bgs, context=ctx / ctx.sum() if ctx.sum() else None)
 
 # %% ../nbs/12_synth.ipynb #a28368f2
 OTHER_NOUNS = ["a tree", "a fence", "a house", "a flag", "a rock", "a bench", "a sign", "a pole"]
-CLASS_VERB = {"boat": "sailing", "car": "driving", "bird": "flying", "airplane": "flying", "kite": "flying", "cow": "grazing",
-              "sheep": "grazing", "bus": "driving", "person": "standing", "bicycle": "parked", "surfboard": "lying",
-              "skis": "lying", "umbrella": "standing", "clock": "hanging"}
-PREPOSITION = {"sky": "in", "wall": "in front of", "grass": "on", "water": "on", "road": "on", "snow": "in", "sand": "on"}
-PLACES = {"sky": ["on a sunny day", "on a clear day", "on a cloudy day", "outdoors"],
-          "wall": ["in the city", "in front of a building", "in an old town"],
-          "grass": ["in the countryside", "on a farm", "in a park"],
-          "water": ["at a lake", "at the harbour", "on the river", "at sea"],
-          "road": ["in the city", "on a busy street", "on the highway"],
-          "snow": ["in the mountains in winter", "at a winter resort", "in the snow"],
-          "sand": ["at the beach", "in the desert", "on the coast"]}
-GENERIC = ["a picture of something", "an image", "a blurry photo", "I don't know", "a close up of a pattern", "a painting"]
+CLASS_VERB = {
+    "boat": "sailing",
+    "car": "driving",
+    "bird": "flying",
+    "airplane": "flying",
+    "kite": "flying",
+    "cow": "grazing",
+    "sheep": "grazing",
+    "bus": "driving",
+    "person": "standing",
+    "bicycle": "parked",
+    "surfboard": "lying",
+    "skis": "lying",
+    "umbrella": "standing",
+    "clock": "hanging",
+}
+PREPOSITION = {
+    "sky": "in",
+    "wall": "in front of",
+    "grass": "on",
+    "water": "on",
+    "road": "on",
+    "snow": "in",
+    "sand": "on",
+}
+PLACES = {
+    "sky": ["on a sunny day", "on a clear day", "on a cloudy day", "outdoors"],
+    "wall": ["in the city", "in front of a building", "in an old town"],
+    "grass": ["in the countryside", "on a farm", "in a park"],
+    "water": ["at a lake", "at the harbour", "on the river", "at sea"],
+    "road": ["in the city", "on a busy street", "on the highway"],
+    "snow": ["in the mountains in winter", "at a winter resort", "in the snow"],
+    "sand": ["at the beach", "in the desert", "on the coast"],
+}
+GENERIC = [
+    "a picture of something",
+    "an image",
+    "a blurry photo",
+    "I don't know",
+    "a close up of a pattern",
+    "a painting",
+]
 
-def _article(w: str) -> str: return "an " if w[0] in "aeiou" else "a "
+
+def _article(w: str) -> str:
+    return "an " if w[0] in "aeiou" else "a "
+
 
 def _noun_phrase(cls: str, n: int, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
     forms = CLASS_NOUNS[cls]
     sg, pl = forms[0] if len(forms) == 1 or rng.random() >= cfg.p_synonym else forms[1 + rng.integers(len(forms) - 1)]
-    if n == 1 or rng.random() < 0.3:                                   # BLIP-2 often undercounts
+    if n == 1 or rng.random() < 0.3:  # BLIP-2 often undercounts
         return sg if sg == pl and sg.endswith("s") else _article(sg) + sg
-    if n == 2: return "two " + pl
+    if n == 2:
+        return "two " + pl
     return str(rng.choice(["three ", "several ", "a group of ", "some "])) + pl
+
 
 def _truncate(s: str, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
     return s[: int(rng.integers(cfg.max_chars[0], cfg.max_chars[1] + 1))]
 
+
 def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + (", and " if len(items) > 2 else " and ") + items[-1]
+    return (
+        items[0] if len(items) == 1 else ", ".join(items[:-1]) + (", and " if len(items) > 2 else " and ") + items[-1]
+    )
+
 
 def _style(s: str, rng: np.random.Generator) -> str:
     s = s[0].upper() + s[1:] if rng.random() < 0.5 else s
@@ -496,25 +721,34 @@ def _style(s: str, rng: np.random.Generator) -> str:
 # %% ../nbs/12_synth.ipynb #f3a7e384
 def _mentions(belief: dict, t: int, rng: np.random.Generator, cfg: CaptionerConfig) -> tuple[list, list]:
     "Classes [(name, count, background or None)] and backgrounds [name] that caption `t` names."
-    objs = [(name, cnt, where) for j, (name, (cnt, _, where)) in enumerate(belief["believed"].items())
-            if rng.random() < cfg.object_rate[t] * (1 if j == 0 else cfg.secondary_factor)]
+    objs = [
+        (name, cnt, where)
+        for j, (name, (cnt, _, where)) in enumerate(belief["believed"].items())
+        if rng.random() < cfg.object_rate[t] * (1 if j == 0 else cfg.secondary_factor)
+    ]
     objs += [(name, 1, None) for name in belief["missed"] if rng.random() < cfg.p_stray]
     if belief["context"] is not None and rng.random() < cfg.p_hallucinate:
         objs.append((CLASSES[rng.choice(len(CLASSES), p=belief["context"])], 1, None))
-    bgs = [b for j, b in enumerate(belief["backgrounds"]) if rng.random() < cfg.background_rate[t] * (1 if j == 0 else 0.6)]
+    bgs = [
+        b for j, b in enumerate(belief["backgrounds"]) if rng.random() < cfg.background_rate[t] * (1 if j == 0 else 0.6)
+    ]
     return objs, bgs
+
 
 def _scene_sentence(objs: list, bgs: list, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
     nps = [_noun_phrase(n, c, rng, cfg) for n, c, _ in objs]
-    if objs and objs[0][2] in bgs: bgs = [objs[0][2]] + [b for b in bgs if b != objs[0][2]]   # "a boat on the water"
+    if objs and objs[0][2] in bgs:
+        bgs = [objs[0][2]] + [b for b in bgs if b != objs[0][2]]  # "a boat on the water"
     bgp = [str(rng.choice(BACKGROUND_PHRASES[b])) for b in bgs]
-    if not nps: return _join(bgp)
+    if not nps:
+        return _join(bgp)
     s = _join(nps)
     if bgp:
         verb = CLASS_VERB[objs[0][0]] + " " if len(nps) == 1 and rng.random() < 0.6 else ""
         prep = "on" if (objs[0][0], bgs[0]) == ("clock", "wall") else PREPOSITION[bgs[0]]
         s += f" {verb}{prep} {bgp[0]}" + (f" with {bgp[1]} in the background" if len(bgp) > 1 else "")
     return s
+
 
 def _caption(t: int, belief: dict, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
     "One first-round caption for prompt `t` (0..5)."
@@ -523,26 +757,40 @@ def _caption(t: int, belief: dict, rng: np.random.Generator, cfg: CaptionerConfi
         if t == 5 and rng.random() < 0.1:
             return "What is the background of this image? Question: What is the background of this image? Answer: What is the background of this image?"
         return _style(str(rng.choice(GENERIC)), rng)
-    if not objs and not bgs and t != 2: bgs = belief["backgrounds"][:1]     # nothing drawn: describe the scene
+    if not objs and not bgs and t != 2:
+        bgs = belief["backgrounds"][:1]  # nothing drawn: describe the scene
     if t == 2:
         place = str(rng.choice(PLACES[bgs[0]] if bgs else ["on a sunny day", "last summer", "on vacation"]))
         s = str(rng.choice(["the photo was taken ", "this photo was taken ", "it was taken "])) + place
-        if objs: s += ", and it shows " + _join([_noun_phrase(n, c, rng, cfg) for n, c, _ in objs])
+        if objs:
+            s += ", and it shows " + _join([_noun_phrase(n, c, rng, cfg) for n, c, _ in objs])
         return _style(s, rng)
     if t == 3:
-        items = [_noun_phrase(n, c, rng, cfg) for n, c, _ in objs] + [str(rng.choice(BACKGROUND_PHRASES[b])) for b in bgs]
-        if rng.random() < cfg.p_other_noun: items.append(str(rng.choice(OTHER_NOUNS)))
+        items = [_noun_phrase(n, c, rng, cfg) for n, c, _ in objs] + [
+            str(rng.choice(BACKGROUND_PHRASES[b])) for b in bgs
+        ]
+        if rng.random() < cfg.p_other_noun:
+            items.append(str(rng.choice(OTHER_NOUNS)))
         if rng.random() < cfg.p_repeat:
             return _style(_truncate(", ".join(items[: 1 + rng.integers(min(2, len(items)))] * 20), rng, cfg), rng)
         return _style(_join(items), rng)
     if t == 4:
-        return _style(str(rng.choice(["this is a photo of ", "this is a picture of ", "it's a photo of "])) + _scene_sentence(objs, bgs, rng, cfg), rng)
+        return _style(
+            str(rng.choice(["this is a photo of ", "this is a picture of ", "it's a photo of "]))
+            + _scene_sentence(objs, bgs, rng, cfg),
+            rng,
+        )
     if t == 5:
-        if not bgs: return _style("the background of this image is " + _scene_sentence(objs, [], rng, cfg), rng)
+        if not bgs:
+            return _style("the background of this image is " + _scene_sentence(objs, [], rng, cfg), rng)
         bg = str(rng.choice(BACKGROUND_PHRASES[bgs[0]]))
         form = rng.integers(4)
-        s = ["the background of this image is " + bg, "the background of this image is " + _scene_sentence(objs, bgs, rng, cfg),
-             "it's " + bg, bg][form]
+        s = [
+            "the background of this image is " + bg,
+            "the background of this image is " + _scene_sentence(objs, bgs, rng, cfg),
+            "it's " + bg,
+            bg,
+        ][form]
         return _style(s, rng)
     return _style(_scene_sentence(objs, bgs, rng, cfg), rng)
 
@@ -554,18 +802,22 @@ def _recaption(t: int, belief: dict, X: str, rng: np.random.Generator, cfg: Capt
         if u < cfg.p_question_echo:
             q = f"{X}.  Question: What objects are present in this image, excluding {X}? Answer: "
             return _truncate(q * 4, rng, cfg)
-        if u < cfg.p_question_echo + cfg.p_word_salad: return _truncate(", ".join([X] * 20), rng, cfg)
+        if u < cfg.p_question_echo + cfg.p_word_salad:
+            return _truncate(", ".join([X] * 20), rng, cfg)
     if X and t == 4 and rng.random() < cfg.p_not_sure:
         return f'I\'m not sure what you mean by "exclude {X}", but ' + _caption(0, belief, rng, cfg).lower()
     if X and t == 5 and rng.random() < cfg.p_bg_excluding:
         head = f"The background of this image, excluding {X}, is "
-        if rng.random() < cfg.p_pure_echo: return _truncate(head + (f"the background of this image, excluding {X}, is ") * 4, rng, cfg)
+        if rng.random() < cfg.p_pure_echo:
+            return _truncate(head + (f"the background of this image, excluding {X}, is ") * 4, rng, cfg)
         _, bgs = _mentions(belief, 5, rng, cfg)
         return head + (str(rng.choice(BACKGROUND_PHRASES[bgs[0]])) if bgs else "blurry")
     return _caption(t, belief, rng, cfg)
 
 # %% ../nbs/12_synth.ipynb #64cb046c
-def simulate_captions(scene: Scene, image_id: str, cfg: CaptionerConfig | dict | None = None) -> tuple[list[str], list[str]]:
+def simulate_captions(
+    scene: Scene, image_id: str, cfg: CaptionerConfig | dict | None = None
+) -> tuple[list[str], list[str]]:
     "(six captions, six re-captions) for `scene`, deterministic in (cfg.seed, image_id)."
     cfg = CaptionerConfig.from_dict(cfg)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, zlib.crc32(str(image_id).encode())]))
@@ -574,53 +826,79 @@ def simulate_captions(scene: Scene, image_id: str, cfg: CaptionerConfig | dict |
     X = " ".join(mentioned_categories(" ".join(first)))
     return first, [_recaption(t, belief, X, rng, cfg) for t in range(6)]
 
+
 def write_captions(items, out_dir, name: str, cfg: CaptionerConfig | dict | None = None) -> tuple[Path, Path]:
     "Write `<name>_captions.json` and `<name>_re_captions.json` for `items` = iterable of (image id, Scene)."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     caps, recaps = {}, {}
     for image_id, scene in items:
         caps[f"{image_id}."], recaps[f"{image_id}."] = simulate_captions(scene, image_id, cfg)
     paths = out_dir / f"{name}_captions.json", out_dir / f"{name}_re_captions.json"
-    for p, d in zip(paths, (caps, recaps)): p.write_text(json.dumps(d, ensure_ascii=False), encoding="utf-8")
+    for p, d in zip(paths, (caps, recaps)):
+        p.write_text(json.dumps(d, ensure_ascii=False), encoding="utf-8")
     return paths
 
 # %% ../nbs/12_synth.ipynb #2876d5df
-def image_id(split: str, index: int) -> str: return f"{split}_{index:05d}"
+def image_id(split: str, index: int) -> str:
+    return f"{split}_{index:05d}"
 
-def make_benchmark(out_dir, config: SynthConfig | dict | None = None, captioner: CaptionerConfig | dict | None = None,
-                   splits: tuple = ("train", "val", "test"), caption_splits: tuple = ("train", "val"), progress: bool = False) -> dict:
+
+def make_benchmark(
+    out_dir,
+    config: SynthConfig | dict | None = None,
+    captioner: CaptionerConfig | dict | None = None,
+    splits: tuple = ("train", "val", "test"),
+    caption_splits: tuple = ("train", "val"),
+    progress: bool = False,
+) -> dict:
     "Render the splits of the synthetic benchmark into `out_dir` (see the table above); returns the manifest."
     cfg, ccfg = SynthConfig.from_dict(config), CaptionerConfig.from_dict(captioner)
-    out = Path(out_dir); (out / "images").mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
     manifest = dict(config=asdict(cfg), captioner=asdict(ccfg), splits={})
     for split in splits:
         ids, scenes = [], []
         it = range(cfg.n_images(split))
         if progress:
             from tqdm.auto import tqdm
+
             it = tqdm(it, desc=f"synth {split}")
         for i in it:
             sid, s = image_id(split, i), make_scene(cfg, split, i)
             Image.fromarray(s.image).save(out / "images" / f"{sid}.png")
-            ids.append(sid); scenes.append(s)
-        (out / f"{split}_cls.txt").write_text("".join(f"{i} {' '.join(map(str, s.labels))}\n" for i, s in zip(ids, scenes)))
+            ids.append(sid)
+            scenes.append(s)
+        (out / f"{split}_cls.txt").write_text(
+            "".join(f"{i} {' '.join(map(str, s.labels))}\n" for i, s in zip(ids, scenes))
+        )
         boxes = {i: [[o.cls, *map(int, o.box)] for o in s.instances] for i, s in zip(ids, scenes)}
         (out / f"{split}_boxes.json").write_text(json.dumps(boxes))
-        meta = {i: dict(backgrounds=[BACKGROUNDS[b] for b in s.backgrounds], horizon=s.horizon) for i, s in zip(ids, scenes)}
+        meta = {
+            i: dict(backgrounds=[BACKGROUNDS[b] for b in s.backgrounds], horizon=s.horizon) for i, s in zip(ids, scenes)
+        }
         (out / f"{split}_scenes.json").write_text(json.dumps(meta))
-        if split in caption_splits: write_captions(zip(ids, scenes), out, split, ccfg)
+        if split in caption_splits:
+            write_captions(zip(ids, scenes), out, split, ccfg)
         buckets = [size_bucket(o.box, cfg.image_size) for s in scenes for o in s.instances]
-        manifest["splits"][split] = dict(n_images=len(ids), n_instances=len(buckets), captions=split in caption_splits,
-                                         **{f"share_{b}": round(buckets.count(b) / max(1, len(buckets)), 4) for b in ("small", "medium", "large")})
+        manifest["splits"][split] = dict(
+            n_images=len(ids),
+            n_instances=len(buckets),
+            captions=split in caption_splits,
+            **{f"share_{b}": round(buckets.count(b) / max(1, len(buckets)), 4) for b in ("small", "medium", "large")},
+        )
     synth_vocab().save(out / "synth.json")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
+
 def read_boxes(path) -> dict[str, list[tuple[int, tuple]]]:
     "`{split}_boxes.json` -> {image id: [(class index, (x0, y0, x1, y1)), ...]}."
     path = Path(path)
-    try: d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e: raise ValueError(f"{path}: not a readable boxes JSON file ({e})") from None
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable boxes JSON file ({e})") from None
     out = {}
     for k, v in d.items():
         if not isinstance(v, list) or not all(isinstance(b, list) and len(b) == 5 for b in v):
@@ -629,14 +907,22 @@ def read_boxes(path) -> dict[str, list[tuple[int, tuple]]]:
     return out
 
 # %% ../nbs/12_synth.ipynb #82d7e23f
-def mention_rates(n_images: int = 300, config: SynthConfig | dict | None = None, captioner: CaptionerConfig | dict | None = None) -> dict:
+def mention_rates(
+    n_images: int = 300, config: SynthConfig | dict | None = None, captioner: CaptionerConfig | dict | None = None
+) -> dict:
     "Share of (image, class) pairs named in >= 1 of the 12 strings, by the size bucket of the class's largest instance; and of absent classes."
-    cfg = SynthConfig.from_dict(config); hits: dict[str, list] = {"small": [], "medium": [], "large": [], "absent": []}
+    cfg = SynthConfig.from_dict(config)
+    hits: dict[str, list] = {"small": [], "medium": [], "large": [], "absent": []}
     for i in range(n_images):
-        s = make_scene(cfg, "train", i); c, r = simulate_captions(s, image_id("train", i), captioner)
+        s = make_scene(cfg, "train", i)
+        c, r = simulate_captions(s, image_id("train", i), captioner)
         named = set().union(*(mentioned_categories(x) for x in c + r))
         for k, name in enumerate(CLASSES):
             inst = [o for o in s.instances if o.cls == k]
-            key = size_bucket(max((o.box for o in inst), key=lambda b: max(b[2] - b[0], b[3] - b[1])), cfg.image_size) if inst else "absent"
+            key = (
+                size_bucket(max((o.box for o in inst), key=lambda b: max(b[2] - b[0], b[3] - b[1])), cfg.image_size)
+                if inst
+                else "absent"
+            )
             hits[key].append(name in named)
     return {k: float(np.mean(v)) for k, v in hits.items()}

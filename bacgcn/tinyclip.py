@@ -24,8 +24,18 @@ from safetensors.torch import load_file, save_file
 
 from .config import as_config
 from .metrics import average_precision
-from .synth import (BACKGROUND_PHRASES, BACKGROUNDS, CLASS_NOUNS, CLASSES, PREPOSITION, SynthConfig, make_scene,
-                          scene_rng, size_bucket, synth_vocab)
+from bacgcn.synth import (
+    BACKGROUND_PHRASES,
+    BACKGROUNDS,
+    CLASS_NOUNS,
+    CLASSES,
+    PREPOSITION,
+    SynthConfig,
+    make_scene,
+    scene_rng,
+    size_bucket,
+    synth_vocab,
+)
 
 # %% auto #0
 __all__ = ['MEAN', 'STD', 'ROWS_KEY', 'IDS_KEY', 'FORMAT', 'AltTextConfig', 'TinyClipConfig', 'open_clip_config', 'alt_text',
@@ -37,15 +47,18 @@ __all__ = ['MEAN', 'STD', 'ROWS_KEY', 'IDS_KEY', 'FORMAT', 'AltTextConfig', 'Tin
 @dataclass
 class AltTextConfig:
     "How the training alt-text of a scene is written. Accepts a dict."
-    p_template: float = 0.5       # "a photo of a {largest object}." (one of the vocabulary's templates)
-    p_background: float = 0.35    # add the largest object's background: "a boat on the water"
-    p_second: float = 0.2         # add another object of the scene (a larger one more likely)
+
+    p_template: float = 0.5  # "a photo of a {largest object}." (one of the vocabulary's templates)
+    p_background: float = 0.35  # add the largest object's background: "a boat on the water"
+    p_second: float = 0.2  # add another object of the scene (a larger one more likely)
     p_background_only: float = 0.1  # name only the main background: "a photo of the sky."
-    p_synonym: float = 0.2        # a synonym instead of the prompt name
+    p_synonym: float = 0.2  # a synonym instead of the prompt name
+
 
 @dataclass
 class TinyClipConfig:
     "Architecture and training of the tiny CLIP. Accepts a dict: `TinyClipConfig.from_dict(d)`."
+
     image_size: int = 64
     patch_size: int = 8
     vision_width: int = 128
@@ -55,45 +68,67 @@ class TinyClipConfig:
     text_layers: int = 3
     text_heads: int = 4
     context_length: int = 16
-    vocab_size: int = 49408           # the standard open_clip BPE tokenizer
+    vocab_size: int = 49408  # the standard open_clip BPE tokenizer
     embed_dim: int = 128
-    steps: int = 1600                 # x batch_size = pairs seen (1600 x 128 = 204,800)
+    steps: int = 1600  # x batch_size = pairs seen (1600 x 128 = 204,800)
     batch_size: int = 128
-    lr: float = 1e-3                  # AdamW, linear warm-up then cosine decay to 0
+    lr: float = 1e-3  # AdamW, linear warm-up then cosine decay to 0
     weight_decay: float = 0.1
     warmup_steps: int = 100
-    seed: int = 0                     # model init and the scene seed of the pair stream
-    stream: int = 100                 # scene stream of the training pairs (benchmark splits use 1-3)
-    bf16: bool = False                # bf16 autocast: on 2 CPU cores fp32 measured faster (0.45 vs 0.58 s/step); use on GPU
-    num_workers: int = 1              # DataLoader workers generating scenes
-    threads: int | None = None        # torch threads (None: leave as is)
-    time_limit_s: float | None = None # stop early after this much training time
+    seed: int = 0  # model init and the scene seed of the pair stream
+    stream: int = 100  # scene stream of the training pairs (benchmark splits use 1-3)
+    bf16: bool = False  # bf16 autocast: on 2 CPU cores fp32 measured faster (0.45 vs 0.58 s/step); use on GPU
+    num_workers: int = 1  # DataLoader workers generating scenes
+    threads: int | None = None  # torch threads (None: leave as is)
+    time_limit_s: float | None = None  # stop early after this much training time
     alt_text: AltTextConfig = field(default_factory=AltTextConfig)
 
     def __post_init__(self):
-        if isinstance(self.alt_text, dict): self.alt_text = AltTextConfig(**self.alt_text)
-        if self.image_size % self.patch_size: raise ValueError(f"TinyClipConfig: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
-        for w, h, what in ((self.vision_width, self.vision_heads, "vision"), (self.text_width, self.text_heads, "text")):
-            if w % h: raise ValueError(f"TinyClipConfig: {what} width {w} is not divisible by its {h} heads")
+        if isinstance(self.alt_text, dict):
+            self.alt_text = AltTextConfig(**self.alt_text)
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"TinyClipConfig: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        for w, h, what in (
+            (self.vision_width, self.vision_heads, "vision"),
+            (self.text_width, self.text_heads, "text"),
+        ):
+            if w % h:
+                raise ValueError(f"TinyClipConfig: {what} width {w} is not divisible by its {h} heads")
 
     @classmethod
     def from_dict(cls, d: dict | TinyClipConfig | None) -> TinyClipConfig:
         return as_config(cls, d)
 
+
 def open_clip_config(cfg: TinyClipConfig | dict | None = None) -> dict:
     "The plain open_clip model config (as in open_clip's `model_configs/*.json`) of the tiny CLIP."
     c = TinyClipConfig.from_dict(cfg)
-    return dict(embed_dim=c.embed_dim,
-                vision_cfg=dict(image_size=c.image_size, layers=c.vision_layers, width=c.vision_width,
-                                head_width=c.vision_width // c.vision_heads, patch_size=c.patch_size),
-                text_cfg=dict(context_length=c.context_length, vocab_size=c.vocab_size, width=c.text_width,
-                              heads=c.text_heads, layers=c.text_layers))
+    return dict(
+        embed_dim=c.embed_dim,
+        vision_cfg=dict(
+            image_size=c.image_size,
+            layers=c.vision_layers,
+            width=c.vision_width,
+            head_width=c.vision_width // c.vision_heads,
+            patch_size=c.patch_size,
+        ),
+        text_cfg=dict(
+            context_length=c.context_length,
+            vocab_size=c.vocab_size,
+            width=c.text_width,
+            heads=c.text_heads,
+            layers=c.text_layers,
+        ),
+    )
 
 # %% ../nbs/13_tinyclip.ipynb #1845a227
 def _phrase(c: str, rng: np.random.Generator, p_synonym: float, vocab) -> str:
     forms = CLASS_NOUNS[c]
     sg = forms[rng.integers(1, len(forms))][0] if len(forms) > 1 and rng.random() < p_synonym else vocab.prompt_name(c)
     return sg if sg.endswith("s") and not sg.startswith("pair") else ("an " if sg[0] in "aeiou" else "a ") + sg
+
 
 def alt_text(scene, rng: np.random.Generator, cfg: AltTextConfig | dict | None = None, vocab=None) -> str:
     "The training text of `scene`: mostly its largest object, sometimes with its background or another object."
@@ -113,7 +148,9 @@ def alt_text(scene, rng: np.random.Generator, cfg: AltTextConfig | dict | None =
     others = [o for o in scene.instances if o.cls != big.cls]
     if others and rng.random() < cfg.p_second:
         w = np.array([scene.size(o) for o in others]) ** 2
-        text += " and " + _phrase(CLASSES[others[rng.choice(len(others), p=w / w.sum())].cls], rng, cfg.p_synonym, vocab)
+        text += " and " + _phrase(
+            CLASSES[others[rng.choice(len(others), p=w / w.sum())].cls], rng, cfg.p_synonym, vocab
+        )
     elif rng.random() < cfg.p_background:
         bg = BACKGROUNDS[big.background]
         text += f" {PREPOSITION[bg]} " + str(rng.choice(BACKGROUND_PHRASES[bg]))
@@ -123,12 +160,15 @@ def alt_text(scene, rng: np.random.Generator, cfg: AltTextConfig | dict | None =
 MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
 
+
 def normalize_images(x: torch.Tensor) -> torch.Tensor:
     "uint8 (B, H, W, 3) -> float (B, 3, H, W) normalised like open_clip's default preprocessing."
     return (x.permute(0, 3, 1, 2).float() / 255 - MEAN) / STD
 
+
 class AltTextPairs(torch.utils.data.IterableDataset):
     "Endless batches (uint8 images (B, H, W, 3), tokens (B, L)) of synthetic scenes and their alt-texts."
+
     def __init__(self, cfg: TinyClipConfig, start_batch: int = 0):
         self.cfg, self.start = cfg, start_batch
         self.scene_cfg = SynthConfig(image_size=cfg.image_size, seed=cfg.seed)
@@ -139,92 +179,162 @@ class AltTextPairs(torch.utils.data.IterableDataset):
         for i in range(k * B, (k + 1) * B):
             s = make_scene(self.scene_cfg, self.cfg.stream, i)
             imgs.append(s.image)
-            texts.append(alt_text(s, np.random.default_rng([self.cfg.seed, self.cfg.stream, i, 1]), self.cfg.alt_text, self.vocab))
+            texts.append(
+                alt_text(
+                    s, np.random.default_rng([self.cfg.seed, self.cfg.stream, i, 1]), self.cfg.alt_text, self.vocab
+                )
+            )
         return torch.from_numpy(np.stack(imgs)), self.tok(texts)
 
     def __iter__(self):
         k = self.start
         while True:
-            yield self.batch(k); k += 1
+            yield self.batch(k)
+            k += 1
 
-def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+
+def contrastive_loss(
+    img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
     "Symmetric InfoNCE where pairs with identical texts share the target (see the equation above)."
-    logits = logit_scale.exp() * img @ txt.T                              # B, B
-    same = (tokens[:, None, :] == tokens[None, :, :]).all(-1).float()      # B, B: identical texts
+    logits = logit_scale.exp() * img @ txt.T  # B, B
+    same = (tokens[:, None, :] == tokens[None, :, :]).all(-1).float()  # B, B: identical texts
     y = same / same.sum(1, keepdim=True)
-    return 0.5 * (torch.sum(-y * F.log_softmax(logits, 1), 1).mean() + torch.sum(-y * F.log_softmax(logits.T, 1), 1).mean())
+    return 0.5 * (
+        torch.sum(-y * F.log_softmax(logits, 1), 1).mean() + torch.sum(-y * F.log_softmax(logits.T, 1), 1).mean()
+    )
 
 # %% ../nbs/13_tinyclip.ipynb #2d18111d
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     no_wd = lambda n, p: p.ndim < 2 or "ln" in n or "bias" in n or "logit_scale" in n
     params = list(model.named_parameters())
-    return [{"params": [p for n, p in params if no_wd(n, p)], "weight_decay": 0.0},
-            {"params": [p for n, p in params if not no_wd(n, p)], "weight_decay": weight_decay}]
+    return [
+        {"params": [p for n, p in params if no_wd(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in params if not no_wd(n, p)], "weight_decay": weight_decay},
+    ]
+
 
 def lr_at(step: int, cfg: TinyClipConfig) -> float:
     "Learning rate at `step`: linear warm-up, then cosine decay to 0 at `cfg.steps`."
-    if step < cfg.warmup_steps: return cfg.lr * (step + 1) / cfg.warmup_steps
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)))
 
-def train_tiny_clip(config: TinyClipConfig | dict | None = None, out_dir=None, progress: bool = True,
-                    callback: Callable[[dict], None] | None = None, log_every: int = 50) -> dict:
+
+def train_tiny_clip(
+    config: TinyClipConfig | dict | None = None,
+    out_dir=None,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+    log_every: int = 50,
+) -> dict:
     "Train the tiny CLIP; with `out_dir`, export it there (`export_tiny_clip`). Returns model, history, token ids, timings."
     cfg = TinyClipConfig.from_dict(config)
-    if cfg.threads: torch.set_num_threads(cfg.threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = open_clip.CLIP(**open_clip_config(cfg)).train()
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    loader = torch.utils.data.DataLoader(AltTextPairs(cfg), batch_size=None, num_workers=cfg.num_workers,
-                                         prefetch_factor=4 if cfg.num_workers else None, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        AltTextPairs(cfg),
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        prefetch_factor=4 if cfg.num_workers else None,
+        persistent_workers=False,
+    )
     device_type = "cuda" if next(model.parameters()).is_cuda else "cpu"
     seen, history, t0, step = set(), [], time.time(), 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=cfg.steps, desc="tiny CLIP")
     for step, (x, tokens) in enumerate(loader):
-        if step >= cfg.steps or (cfg.time_limit_s and time.time() - t0 > cfg.time_limit_s): break
-        for g in opt.param_groups: g["lr"] = lr_at(step, cfg)
+        if step >= cfg.steps or (cfg.time_limit_s and time.time() - t0 > cfg.time_limit_s):
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
         seen.update(torch.unique(tokens).tolist())
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            img = F.normalize(model.encode_image(normalize_images(x)).float(), dim=-1)     # B, D
-            txt = F.normalize(model.encode_text(tokens).float(), dim=-1)                  # B, D
+            img = F.normalize(model.encode_image(normalize_images(x)).float(), dim=-1)  # B, D
+            txt = F.normalize(model.encode_text(tokens).float(), dim=-1)  # B, D
         loss = contrastive_loss(img, txt, model.logit_scale, tokens)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
         history.append(loss.item())
-        if bar is not None: bar.update(1); bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
         if callback and (step + 1) % log_every == 0:
-            callback(dict(step=step + 1, loss=float(np.mean(history[-log_every:])), elapsed_s=time.time() - t0, lr=lr_at(step, cfg)))
-    if bar is not None: bar.close()
+            callback(
+                dict(
+                    step=step + 1,
+                    loss=float(np.mean(history[-log_every:])),
+                    elapsed_s=time.time() - t0,
+                    lr=lr_at(step, cfg),
+                )
+            )
+    if bar is not None:
+        bar.close()
     model.eval()
-    out = dict(model=model, history=history, steps=len(history), pairs=len(history) * cfg.batch_size,
-               train_time_s=time.time() - t0, token_ids=sorted(seen), config=cfg)
-    if out_dir is not None: out["files"] = export_tiny_clip(model, out_dir, token_ids=sorted(seen))
+    out = dict(
+        model=model,
+        history=history,
+        steps=len(history),
+        pairs=len(history) * cfg.batch_size,
+        train_time_s=time.time() - t0,
+        token_ids=sorted(seen),
+        config=cfg,
+    )
+    if out_dir is not None:
+        out["files"] = export_tiny_clip(model, out_dir, token_ids=sorted(seen))
     return out
 
 # %% ../nbs/13_tinyclip.ipynb #69c4d079
 ROWS_KEY, IDS_KEY = "token_embedding.rows", "token_embedding.ids"
 FORMAT = "bacgcn.tinyclip/v1 (fp16 open_clip CLIP state dict; token_embedding.weight stored as rows + ids)"
 
+
 def vocab_token_ids(vocab=None, context_length: int = 16) -> list[int]:
     "Token ids of every synonym of every category in every template of `vocab` (default: the synthetic one)."
-    vocab = vocab or synth_vocab(); tok = open_clip.SimpleTokenizer(context_length=context_length)
+    vocab = vocab or synth_vocab()
+    tok = open_clip.SimpleTokenizer(context_length=context_length)
     texts = [t.format(w) for c in vocab.categories for w in vocab.synonyms[c] for t in vocab.templates]
     return sorted(set(torch.unique(tok(texts)).tolist()))
 
-def export_tiny_clip(model: torch.nn.Module, out_dir, token_ids: list[int] | None = None, name: str = "tinyclip") -> dict:
+
+def export_tiny_clip(
+    model: torch.nn.Module, out_dir, token_ids: list[int] | None = None, name: str = "tinyclip"
+) -> dict:
     "Write `<name>_config.json` and `<name>.safetensors` (fp16, token embedding kept for `token_ids` + the vocabulary's prompts)."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    cfg = dict(embed_dim=int(model.text_projection.shape[1]),
-               vision_cfg=dict(image_size=int(model.visual.image_size[0]), layers=len(model.visual.transformer.resblocks),
-                               width=int(model.visual.conv1.out_channels), patch_size=int(model.visual.patch_size[0]),
-                               head_width=int(model.visual.conv1.out_channels) // model.visual.transformer.resblocks[0].attn.num_heads),
-               text_cfg=dict(context_length=int(model.context_length), vocab_size=int(model.vocab_size),
-                             width=int(model.token_embedding.embedding_dim), heads=model.transformer.resblocks[0].attn.num_heads,
-                             layers=len(model.transformer.resblocks)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = dict(
+        embed_dim=int(model.text_projection.shape[1]),
+        vision_cfg=dict(
+            image_size=int(model.visual.image_size[0]),
+            layers=len(model.visual.transformer.resblocks),
+            width=int(model.visual.conv1.out_channels),
+            patch_size=int(model.visual.patch_size[0]),
+            head_width=int(model.visual.conv1.out_channels) // model.visual.transformer.resblocks[0].attn.num_heads,
+        ),
+        text_cfg=dict(
+            context_length=int(model.context_length),
+            vocab_size=int(model.vocab_size),
+            width=int(model.token_embedding.embedding_dim),
+            heads=model.transformer.resblocks[0].attn.num_heads,
+            layers=len(model.transformer.resblocks),
+        ),
+    )
     ids = sorted(set(token_ids or []) | set(vocab_token_ids(context_length=model.context_length)))
-    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if k != "token_embedding.weight"}
+    sd = {
+        k: v.detach().to(torch.float16).contiguous()
+        for k, v in model.state_dict().items()
+        if k != "token_embedding.weight"
+    }
     sd[ROWS_KEY] = model.token_embedding.weight.detach()[ids].to(torch.float16).contiguous()
     sd[IDS_KEY] = torch.tensor(ids, dtype=torch.int64)
     paths = dict(config=out / f"{name}_config.json", weights=out / f"{name}.safetensors")
@@ -232,38 +342,53 @@ def export_tiny_clip(model: torch.nn.Module, out_dir, token_ids: list[int] | Non
     save_file(sd, str(paths["weights"]), metadata={"format": FORMAT, "vocab_size": str(model.vocab_size)})
     return paths
 
+
 def expand_state_dict(sd: dict, vocab_size: int = 49408) -> dict:
     "A full-shape open_clip state dict from a tiny-CLIP file's tensors (rows + ids -> token_embedding.weight). Others pass through."
-    if "token_embedding.weight" in sd: return dict(sd)
+    if "token_embedding.weight" in sd:
+        return dict(sd)
     if ROWS_KEY not in sd or IDS_KEY not in sd:
-        raise ValueError(f"not a tiny-CLIP state dict: neither token_embedding.weight nor {ROWS_KEY} + {IDS_KEY} present")
+        raise ValueError(
+            f"not a tiny-CLIP state dict: neither token_embedding.weight nor {ROWS_KEY} + {IDS_KEY} present"
+        )
     out = {k: v for k, v in sd.items() if k not in (ROWS_KEY, IDS_KEY)}
     rows, ids = sd[ROWS_KEY], sd[IDS_KEY].long()
-    if ids.numel() and int(ids.max()) >= vocab_size: raise ValueError(f"token id {int(ids.max())} is outside vocab_size={vocab_size}")
+    if ids.numel() and int(ids.max()) >= vocab_size:
+        raise ValueError(f"token id {int(ids.max())} is outside vocab_size={vocab_size}")
     w = torch.zeros(vocab_size, rows.shape[1], dtype=rows.dtype)
     w[ids] = rows
     out["token_embedding.weight"] = w
     return out
 
+
 def load_tiny_clip_state(path) -> dict:
     "Read a tiny-CLIP safetensors file into a full-shape state dict (fp16 tensors)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"tiny CLIP weights {path} not found")
+    if not path.is_file():
+        raise FileNotFoundError(f"tiny CLIP weights {path} not found")
     from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f: meta = f.metadata() or {}
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
     return expand_state_dict(load_file(str(path)), int(meta.get("vocab_size", 49408)))
+
 
 def tiny_clip_files() -> dict:
     "Paths of the shipped checkpoint: config JSON, fp16 safetensors weights and model card."
     root = resources.files("bacgcn") / "assets"
-    return dict(config=Path(str(root / "tinyclip_config.json")), weights=Path(str(root / "tinyclip.safetensors")),
-                card=Path(str(root / "tinyclip_card.json")))
+    return dict(
+        config=Path(str(root / "tinyclip_config.json")),
+        weights=Path(str(root / "tinyclip.safetensors")),
+        card=Path(str(root / "tinyclip_card.json")),
+    )
+
 
 def load_tiny_clip(config=None, weights=None, device: str = "cpu") -> tuple:
     "(open_clip CLIP in eval mode, tokenizer) from a config JSON and weights (default: the shipped checkpoint)."
     files = tiny_clip_files()
     cfg_path, w_path = Path(config or files["config"]), Path(weights or files["weights"])
-    if not cfg_path.is_file(): raise FileNotFoundError(f"tiny CLIP config {cfg_path} not found")
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"tiny CLIP config {cfg_path} not found")
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     model = open_clip.CLIP(**cfg)
     model.load_state_dict(load_tiny_clip_state(w_path), strict=True)
@@ -274,48 +399,81 @@ def load_tiny_clip(config=None, weights=None, device: str = "cpu") -> tuple:
 def text_embeddings(model, tokenizer, vocab=None) -> torch.Tensor:
     "(K, D) L2-normalised prompt-ensemble embeddings of every category of `vocab` (default: synthetic)."
     vocab = vocab or synth_vocab()
-    out = [F.normalize(F.normalize(model.encode_text(tokenizer(vocab.prompts(c))).float(), dim=-1).mean(0), dim=0) for c in vocab.categories]
+    out = [
+        F.normalize(F.normalize(model.encode_text(tokenizer(vocab.prompts(c))).float(), dim=-1).mean(0), dim=0)
+        for c in vocab.categories
+    ]
     return torch.stack(out)
+
 
 @torch.no_grad()
 def patch_tokens(model, x: torch.Tensor, mode: str = "maskclip") -> torch.Tensor:
     "(B, N, D) L2-normalised patch embeddings of normalised images x (B, 3, H, W): 'vanilla' or 'maskclip'."
     v = model.visual
-    h = v._embeds(x)                                                          # B, 1+N, W
-    for blk in v.transformer.resblocks[:-1]: h = blk(h)
+    h = v._embeds(x)  # B, 1+N, W
+    for blk in v.transformer.resblocks[:-1]:
+        h = blk(h)
     last = v.transformer.resblocks[-1]
-    if mode == "vanilla": h = last(h)
-    elif mode == "maskclip":                                                  # value path of the last attention only
-        Wd = h.shape[-1]; a = last.attn
-        h = F.linear(F.linear(last.ln_1(h), a.in_proj_weight[2 * Wd:], a.in_proj_bias[2 * Wd:]), a.out_proj.weight, a.out_proj.bias)
-    else: raise ValueError(f"patch_tokens: mode must be 'vanilla' or 'maskclip', got {mode!r}")
-    return F.normalize(v.ln_post(h)[:, 1:] @ v.proj, dim=-1)                  # B, N, D
+    if mode == "vanilla":
+        h = last(h)
+    elif mode == "maskclip":  # value path of the last attention only
+        Wd = h.shape[-1]
+        a = last.attn
+        h = F.linear(
+            F.linear(last.ln_1(h), a.in_proj_weight[2 * Wd :], a.in_proj_bias[2 * Wd :]),
+            a.out_proj.weight,
+            a.out_proj.bias,
+        )
+    else:
+        raise ValueError(f"patch_tokens: mode must be 'vanilla' or 'maskclip', got {mode!r}")
+    return F.normalize(v.ln_post(h)[:, 1:] @ v.proj, dim=-1)  # B, N, D
+
 
 def _targets(scenes, image_size: int) -> tuple[np.ndarray, dict, np.ndarray]:
-    C = len(CLASSES); Y = np.zeros((len(scenes), C), np.int8); Yb = {b: np.zeros_like(Y) for b in ("small", "medium", "large")}
+    C = len(CLASSES)
+    Y = np.zeros((len(scenes), C), np.int8)
+    Yb = {b: np.zeros_like(Y) for b in ("small", "medium", "large")}
     Ybg = np.zeros((len(scenes), len(BACKGROUNDS)), np.int8)
     for i, s in enumerate(scenes):
         Ybg[i, s.backgrounds] = 1
         for c in s.labels:
             box = max((o.box for o in s.instances if o.cls == c), key=lambda b: max(b[2] - b[0], b[3] - b[1]))
             Y[i, c] = 1
-            for b in Yb: Yb[b][i, c] = 1 if size_bucket(box, image_size) == b else -1
+            for b in Yb:
+                Yb[b][i, c] = 1 if size_bucket(box, image_size) == b else -1
     return Y, Yb, Ybg
 
+
 @torch.no_grad()
-def zero_shot_eval(model, tokenizer, n_images: int = 1000, stream: int = 200, seed: int = 0, batch_size: int = 250,
-                   pointing_images: int = 300) -> dict:
+def zero_shot_eval(
+    model,
+    tokenizer,
+    n_images: int = 1000,
+    stream: int = 200,
+    seed: int = 0,
+    batch_size: int = 250,
+    pointing_images: int = 300,
+) -> dict:
     "Zero-shot mAP (classes, by size bucket, backgrounds) and the pointing game on held-out synthetic scenes."
-    S = int(model.visual.image_size[0]); scfg = SynthConfig(image_size=S, seed=seed)
+    S = int(model.visual.image_size[0])
+    scfg = SynthConfig(image_size=S, seed=seed)
     scenes = [make_scene(scfg, stream, i) for i in range(n_images)]
-    W = text_embeddings(model, tokenizer)                                     # K, D
+    W = text_embeddings(model, tokenizer)  # K, D
     X = normalize_images(torch.from_numpy(np.stack([s.image for s in scenes])))
-    img = torch.cat([F.normalize(model.encode_image(X[i:i + batch_size]).float(), dim=-1) for i in range(0, len(X), batch_size)])
-    scores = (img @ W.T).numpy()                                              # N, K
-    C = len(CLASSES); Y, Yb, Ybg = _targets(scenes, S)
+    img = torch.cat(
+        [F.normalize(model.encode_image(X[i : i + batch_size]).float(), dim=-1) for i in range(0, len(X), batch_size)]
+    )
+    scores = (img @ W.T).numpy()  # N, K
+    C = len(CLASSES)
+    Y, Yb, Ybg = _targets(scenes, S)
     ap = average_precision(scores[:, :C], Y)
-    out = dict(n_images=n_images, stream=stream, mAP=float(np.nanmean(ap)), ap={c: float(a) for c, a in zip(CLASSES, ap)},
-               background_mAP=float(np.nanmean(average_precision(scores[:, C:], Ybg))))
+    out = dict(
+        n_images=n_images,
+        stream=stream,
+        mAP=float(np.nanmean(ap)),
+        ap={c: float(a) for c, a in zip(CLASSES, ap)},
+        background_mAP=float(np.nanmean(average_precision(scores[:, C:], Ybg))),
+    )
     for b, t in Yb.items():
         out[f"ap_{b}"] = float(np.nanmean(average_precision(scores[:, :C], t)))
         out[f"n_{b}"] = int((t == 1).sum())
@@ -324,17 +482,22 @@ def zero_shot_eval(model, tokenizer, n_images: int = 1000, stream: int = 200, se
     out["pointing"]["chance"] = _pointing(model, scenes[:n], X[:n], W, "chance")
     return out
 
+
 def _pointing(model, scenes, X, W, mode: str) -> float:
-    P = model.visual.patch_size[0]; g = X.shape[-1] // P
-    cy, cx = np.divmod(np.arange(g * g), g); cx, cy = (cx + .5) * P, (cy + .5) * P    # patch centres
-    sims = None if mode == "chance" else (patch_tokens(model, X, mode) @ W[:len(CLASSES)].T).numpy()   # n, N, C
+    P = model.visual.patch_size[0]
+    g = X.shape[-1] // P
+    cy, cx = np.divmod(np.arange(g * g), g)
+    cx, cy = (cx + 0.5) * P, (cy + 0.5) * P  # patch centres
+    sims = None if mode == "chance" else (patch_tokens(model, X, mode) @ W[: len(CLASSES)].T).numpy()  # n, N, C
     hits = []
     for i, s in enumerate(scenes):
         for c in s.labels:
             boxes = [o.box for o in s.instances if o.cls == c]
-            if all(size_bucket(b, X.shape[-1]) == "small" for b in boxes): continue
+            if all(size_bucket(b, X.shape[-1]) == "small" for b in boxes):
+                continue
             inside = np.zeros(g * g, bool)
-            for x0, y0, x1, y1 in boxes: inside |= (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
+            for x0, y0, x1, y1 in boxes:
+                inside |= (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
             hits.append(inside.mean() if mode == "chance" else inside[int(np.argmax(sims[i, :, c]))])
     return float(np.mean(hits)) if hits else float("nan")
 
@@ -343,29 +506,57 @@ def _device_name() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"): cpu = line.split(":", 1)[1].strip(); break
-    except OSError: pass
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     return f"CPU: {cpu}, {torch.get_num_threads()} torch threads"
 
-def reproduce_tiny_clip(out_dir, config: TinyClipConfig | dict | None = None, eval_images: int = 1000, progress: bool = False,
-                        callback: Callable[[dict], None] | None = None, command: str = "") -> dict:
+
+def reproduce_tiny_clip(
+    out_dir,
+    config: TinyClipConfig | dict | None = None,
+    eval_images: int = 1000,
+    progress: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    command: str = "",
+) -> dict:
     "Train, export, reload and evaluate the tiny CLIP; writes the checkpoint and `tinyclip_card.json` to `out_dir`. Returns the card."
     cfg = TinyClipConfig.from_dict(config)
     res = train_tiny_clip(cfg, out_dir, progress=progress, callback=callback)
     model, tok = load_tiny_clip(res["files"]["config"], res["files"]["weights"])
-    t0 = time.time(); ev = zero_shot_eval(model, tok, n_images=eval_images)
-    card = dict(name="bacgcn tiny CLIP", format=FORMAT, open_clip_config=json.loads(res["files"]["config"].read_text()),
-                files={k: p.name for k, p in res["files"].items()},
-                weights_bytes=res["files"]["weights"].stat().st_size, kept_token_rows=len(load_file(str(res["files"]["weights"]))[IDS_KEY]),
-                training=dict(config=asdict(cfg), steps=res["steps"], pairs=res["pairs"], train_time_s=round(res["train_time_s"], 1),
-                              final_loss=float(np.mean(res["history"][-50:])), device=_device_name(),
-                              torch=torch.__version__, open_clip=open_clip.__version__),
-                data=dict(source="bacgcn.synth scenes (SynthConfig defaults at image_size) with alt_text(); scene stream "
-                                 f"{cfg.stream}, seed {cfg.seed}; benchmark splits use streams 1-3, this evaluation stream 200"),
-                evaluation=dict(ev, eval_time_s=round(time.time() - t0, 1),
-                                protocol="zero-shot: cosine(global image embedding, prompt-ensemble class embedding); "
-                                         "AP by size = positives split by the bucket of the class's largest instance, others ignored"),
-                command=command)
+    t0 = time.time()
+    ev = zero_shot_eval(model, tok, n_images=eval_images)
+    card = dict(
+        name="bacgcn tiny CLIP",
+        format=FORMAT,
+        open_clip_config=json.loads(res["files"]["config"].read_text()),
+        files={k: p.name for k, p in res["files"].items()},
+        weights_bytes=res["files"]["weights"].stat().st_size,
+        kept_token_rows=len(load_file(str(res["files"]["weights"]))[IDS_KEY]),
+        training=dict(
+            config=asdict(cfg),
+            steps=res["steps"],
+            pairs=res["pairs"],
+            train_time_s=round(res["train_time_s"], 1),
+            final_loss=float(np.mean(res["history"][-50:])),
+            device=_device_name(),
+            torch=torch.__version__,
+            open_clip=open_clip.__version__,
+        ),
+        data=dict(
+            source="bacgcn.synth scenes (SynthConfig defaults at image_size) with alt_text(); scene stream "
+            f"{cfg.stream}, seed {cfg.seed}; benchmark splits use streams 1-3, this evaluation stream 200"
+        ),
+        evaluation=dict(
+            ev,
+            eval_time_s=round(time.time() - t0, 1),
+            protocol="zero-shot: cosine(global image embedding, prompt-ensemble class embedding); "
+            "AP by size = positives split by the bucket of the class's largest instance, others ignored",
+        ),
+        command=command,
+    )
     (Path(out_dir) / "tinyclip_card.json").write_text(json.dumps(card, indent=1))
     return card
 
@@ -373,15 +564,22 @@ def reproduce_tiny_clip(out_dir, config: TinyClipConfig | dict | None = None, ev
 def plot_ap_by_size(model, tokenizer, n_images: int = 160, stream: int = 201):
     "Bar chart of zero-shot AP per class for small / medium / large instances; returns the figure."
     import matplotlib.pyplot as plt
-    S = int(model.visual.image_size[0]); scenes = [make_scene(SynthConfig(image_size=S), stream, i) for i in range(n_images)]
+
+    S = int(model.visual.image_size[0])
+    scenes = [make_scene(SynthConfig(image_size=S), stream, i) for i in range(n_images)]
     with torch.no_grad():
-        img = F.normalize(model.encode_image(normalize_images(torch.from_numpy(np.stack([s.image for s in scenes])))).float(), dim=-1)
-        scores = (img @ text_embeddings(model, tokenizer)[:len(CLASSES)].T).numpy()
+        img = F.normalize(
+            model.encode_image(normalize_images(torch.from_numpy(np.stack([s.image for s in scenes])))).float(), dim=-1
+        )
+        scores = (img @ text_embeddings(model, tokenizer)[: len(CLASSES)].T).numpy()
     _, Yb, _ = _targets(scenes, S)
     fig, ax = plt.subplots(figsize=(9, 2.6))
     for j, b in enumerate(Yb):
         ax.bar(np.arange(len(CLASSES)) + (j - 1) * 0.27, np.nan_to_num(average_precision(scores, Yb[b])), 0.27, label=b)
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right", fontsize=7); ax.set_ylabel("zero-shot AP"); ax.set_ylim(0, 1.2)
-    ax.legend(fontsize=7, ncols=3); ax.set_title(f"tiny CLIP, {n_images} held-out synthetic scenes", fontsize=8)
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("zero-shot AP")
+    ax.set_ylim(0, 1.2)
+    ax.legend(fontsize=7, ncols=3)
+    ax.set_title(f"tiny CLIP, {n_images} held-out synthetic scenes", fontsize=8)
     fig.tight_layout()
     return fig

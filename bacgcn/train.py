@@ -32,40 +32,49 @@ __all__ = ['FEATURE_KEYS', 'TrainConfig', 'read_config_file', 'FeatureSource', '
 @dataclass
 class TrainConfig:
     "Training settings of BAC-GCN on cached features (defaults: DESIGN §3, paper Fig. 4 for the schedule)."
-    epochs: int = 16                    # paper Fig. 4: 16 epochs on COCO
-    reso: bool = True                   # ReSO on/off
-    reso_start_epoch: int = 11          # first epoch (1-based) trained with ReSO crops (paper Fig. 4)
-    reso_candidates: str = "hard"       # ReSO looks for small objects of the "hard" pseudo labels, or of every class "mentioned" by >= 1 caption
+
+    epochs: int = 16  # paper Fig. 4: 16 epochs on COCO
+    reso: bool = True  # ReSO on/off
+    reso_start_epoch: int = 11  # first epoch (1-based) trained with ReSO crops (paper Fig. 4)
+    reso_candidates: str = "hard"  # ReSO looks for small objects of the "hard" pseudo labels, or of every class "mentioned" by >= 1 caption
     batch_size: int = 64
-    lr: float = 1e-3                    # AdamW
+    lr: float = 1e-3  # AdamW
     weight_decay: float = 1e-4
-    lr_schedule: str = "cosine"         # "cosine" (per epoch, to 0.1 lr) | "constant"
-    target: str = "soft"                # "soft": share of captions mentioning o; "hard": pseudo_labels.hard
-    use_backgrounds: bool = True        # background categories as nodes and loss targets
-    init_bias_from_prior: bool = True   # start the logit biases at the pseudo-label frequencies
+    lr_schedule: str = "cosine"  # "cosine" (per epoch, to 0.1 lr) | "constant"
+    target: str = "soft"  # "soft": share of captions mentioning o; "hard": pseudo_labels.hard
+    use_backgrounds: bool = True  # background categories as nodes and loss targets
+    init_bias_from_prior: bool = True  # start the logit biases at the pseudo-label frequencies
     seed: int = 0
-    device: str = "auto"                # "auto" -> cuda if available
+    device: str = "auto"  # "auto" -> cuda if available
     eval_batch_size: int = 256
     model: ModelConfig | dict = field(default_factory=ModelConfig)
     loss: LossConfig | dict = field(default_factory=LossConfig)
-    graph: dict = field(default_factory=dict)       # bacgcn.graph.GraphConfig fields
+    graph: dict = field(default_factory=dict)  # bacgcn.graph.GraphConfig fields
     reso_config: dict = field(default_factory=dict)  # bacgcn.reso.ResoConfig fields
 
     def __post_init__(self):
         self.model, self.loss = as_config(ModelConfig, self.model), as_config(LossConfig, self.loss)
-        if self.epochs < 1: raise ValueError(f"TrainConfig.epochs must be >= 1, got {self.epochs}")
-        if self.target not in ("soft", "hard"): raise ValueError(f"TrainConfig.target must be 'soft' or 'hard', got {self.target!r}")
-        if self.reso_candidates not in ("mentioned", "hard"): raise ValueError(f"TrainConfig.reso_candidates must be 'mentioned' or 'hard', got {self.reso_candidates!r}")
-        if self.lr_schedule not in ("cosine", "constant"): raise ValueError(f"TrainConfig.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.epochs < 1:
+            raise ValueError(f"TrainConfig.epochs must be >= 1, got {self.epochs}")
+        if self.target not in ("soft", "hard"):
+            raise ValueError(f"TrainConfig.target must be 'soft' or 'hard', got {self.target!r}")
+        if self.reso_candidates not in ("mentioned", "hard"):
+            raise ValueError(f"TrainConfig.reso_candidates must be 'mentioned' or 'hard', got {self.reso_candidates!r}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"TrainConfig.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.reso and not 1 <= self.reso_start_epoch <= self.epochs:
-            raise ValueError(f"TrainConfig.reso_start_epoch={self.reso_start_epoch} must lie in 1..epochs={self.epochs} when reso=True")
+            raise ValueError(
+                f"TrainConfig.reso_start_epoch={self.reso_start_epoch} must lie in 1..epochs={self.epochs} when reso=True"
+            )
 
-    def to_dict(self) -> dict: return json.loads(json.dumps(asdict(self)))
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_any(cls, config: TrainConfig | dict | str | Path | None = None, **overrides) -> TrainConfig:
         "A config from None, an instance, a dict, or a .json/.yaml file, with keyword overrides."
-        if isinstance(config, (str, Path)): config = read_config_file(config)
+        if isinstance(config, (str, Path)):
+            config = read_config_file(config)
         d = {} if config is None else (config.to_dict() if isinstance(config, cls) else dict(config))
         d.update(overrides)
         return as_config(cls, d)
@@ -75,33 +84,45 @@ class TrainConfig:
         text = self.to_dict()
         if path.suffix in (".yaml", ".yml"):
             import yaml
+
             path.write_text(yaml.safe_dump(text, sort_keys=False))
-        else: path.write_text(json.dumps(text, indent=1))
+        else:
+            path.write_text(json.dumps(text, indent=1))
         return path
+
 
 def read_config_file(path) -> dict:
     "A config dict from a JSON or YAML file, with an error that names the file."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"config file {path} does not exist")
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
+
             d = yaml.safe_load(path.read_text(encoding="utf-8"))
-        else: d = json.loads(path.read_text(encoding="utf-8"))
-    except Exception as e: raise ValueError(f"{path}: not a valid config file ({e})") from None
-    if not isinstance(d, dict): raise ValueError(f"{path}: a config file holds one mapping of field -> value")
+        else:
+            d = json.loads(path.read_text(encoding="utf-8"))
+    except Exception as e:
+        raise ValueError(f"{path}: not a valid config file ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a config file holds one mapping of field -> value")
     return d
 
 # %% ../nbs/11_train.ipynb #3199659e
 FEATURE_KEYS = ("patches", "global", "g_h", "g_hc")
 
+
 class FeatureSource:
     "Rows of cached CLIP features: `arrays` maps patches (N,P,D), global, g_h, g_hc (N,D) to arrays or memmaps."
+
     def __init__(self, arrays: dict, name: str = "features"):
         missing = [k for k in FEATURE_KEYS if k not in arrays]
-        if missing: raise ValueError(f"{name}: feature arrays {missing} are missing (have {sorted(arrays)})")
+        if missing:
+            raise ValueError(f"{name}: feature arrays {missing} are missing (have {sorted(arrays)})")
         n = {k: len(arrays[k]) for k in FEATURE_KEYS}
-        if len(set(n.values())) != 1: raise ValueError(f"{name}: feature arrays disagree in length {n}")
+        if len(set(n.values())) != 1:
+            raise ValueError(f"{name}: feature arrays disagree in length {n}")
         self.arrays, self.name, self.n = arrays, name, n["patches"]
 
     @classmethod
@@ -111,21 +132,26 @@ class FeatureSource:
 
     def gather(self, rows, device="cpu") -> dict[str, torch.Tensor]:
         rows = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable"); back = np.argsort(order, kind="stable")
+        order = np.argsort(rows, kind="stable")
+        back = np.argsort(order, kind="stable")
         s = rows[order]
-        return {k: torch.from_numpy(np.asarray(self.arrays[k][s], dtype=np.float32)[back]).to(device) for k in FEATURE_KEYS}
+        return {
+            k: torch.from_numpy(np.asarray(self.arrays[k][s], dtype=np.float32)[back]).to(device) for k in FEATURE_KEYS
+        }
 
 # %% ../nbs/11_train.ipynb #ed70310e
 @dataclass
 class Segment:
     source: FeatureSource
-    rows: np.ndarray       # n    rows of `source`
-    targets: np.ndarray    # n, K float32
-    masks: np.ndarray      # n, K float32 (1 = counts in the loss)
+    rows: np.ndarray  # n    rows of `source`
+    targets: np.ndarray  # n, K float32
+    masks: np.ndarray  # n, K float32 (1 = counts in the loss)
     name: str = "images"
+
 
 class TrainingSet:
     "Samples from one or more feature sources with their targets and loss masks."
+
     def __init__(self, segments: list[Segment]):
         for s in segments:
             if not (len(s.rows) == len(s.targets) == len(s.masks)):
@@ -133,7 +159,8 @@ class TrainingSet:
         self.segments = list(segments)
         self.offsets = np.cumsum([0] + [len(s.rows) for s in segments])
 
-    def __len__(self) -> int: return int(self.offsets[-1])
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
 
     def batch(self, idx, device="cpu") -> tuple[dict, torch.Tensor, torch.Tensor]:
         "features, targets (B, K), masks (B, K) of the samples `idx` (in that order)."
@@ -148,51 +175,75 @@ class TrainingSet:
             order.append(sel)
         back = torch.from_numpy(np.argsort(np.concatenate(order), kind="stable"))
         feats = {k: torch.cat([p[0][k] for p in parts])[back.to(device)] for k in FEATURE_KEYS}
-        return feats, torch.cat([p[1] for p in parts])[back].to(device), torch.cat([p[2] for p in parts])[back].to(device)
+        return (
+            feats,
+            torch.cat([p[1] for p in parts])[back].to(device),
+            torch.cat([p[2] for p in parts])[back].to(device),
+        )
 
 # %% ../nbs/11_train.ipynb #1352e5e5
 @torch.no_grad()
-def predict_logits(model: BACGCN, source: FeatureSource, rows=None, batch_size: int = 256, device="cpu", progress=False) -> np.ndarray:
+def predict_logits(
+    model: BACGCN, source: FeatureSource, rows=None, batch_size: int = 256, device="cpu", progress=False
+) -> np.ndarray:
     "Logits (n, K) of `model` for `rows` of `source` (all rows by default)."
     rows = np.arange(source.n) if rows is None else np.asarray(rows)
     model.eval()
     out = []
     for i in tqdm(range(0, len(rows), batch_size), desc="predict", disable=not progress, leave=False):
-        b = source.gather(rows[i:i + batch_size], device)
+        b = source.gather(rows[i : i + batch_size], device)
         out.append(model(b["patches"], b["global"], b["g_h"], b["g_hc"])["logits"].float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.n_categories), np.float32)
 
+
 @torch.no_grad()
-def zero_shot_scores(source: FeatureSource, text: torch.Tensor, kinds=ZERO_SHOT_KINDS, rows=None, batch_size: int = 256) -> dict[str, np.ndarray]:
+def zero_shot_scores(
+    source: FeatureSource, text: torch.Tensor, kinds=ZERO_SHOT_KINDS, rows=None, batch_size: int = 256
+) -> dict[str, np.ndarray]:
     "Scores (n, K) of each zero-shot baseline in `kinds` from the cached features and text embeddings (K, D)."
     rows = np.arange(source.n) if rows is None else np.asarray(rows)
     out = {k: [] for k in kinds}
     for i in range(0, len(rows), batch_size):
-        b = source.gather(rows[i:i + batch_size])
+        b = source.gather(rows[i : i + batch_size])
         for k in kinds:
-            out[k].append(zero_shot_logits(k, text, patches=b["patches"], global_=b["global"], g_h=b["g_h"], g_hc=b["g_hc"]).float())
+            out[k].append(
+                zero_shot_logits(
+                    k, text, patches=b["patches"], global_=b["global"], g_h=b["g_h"], g_hc=b["g_hc"]
+                ).float()
+            )
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 # %% ../nbs/11_train.ipynb #71f9c5ec
 def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
-def _epoch_seed(seed: int, epoch: int) -> int: return (seed * 1_000_003 + epoch * 7919) % 2**63
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % 2**63
+
 
 def atomic_torch_save(obj, path) -> Path:
-    path = Path(path); tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp); os.replace(tmp, path)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
     return path
+
 
 def write_json(obj, path) -> Path:
     "Write JSON atomically (`bacgcn.features.write_json_atomic`), numpy values as lists, other objects as strings."
     return write_json_atomic(path, obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
 
+
 def _scheduler(opt, config: TrainConfig):
-    if config.lr_schedule == "constant": return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
+    if config.lr_schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
     T = config.epochs
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(e, T) / T)))
 
@@ -202,20 +253,39 @@ class Trainer:
 
     `reso_builder(model, epoch) -> list[Segment]` is called once, at the start of `reso_start_epoch`,
     and its crop segments are added to the training set (see `make_reso_builder`)."""
-    def __init__(self, model: BACGCN, train_set: TrainingSet, config: TrainConfig | dict, out_dir, *,
-                 eval_source: FeatureSource | None = None, eval_labels: np.ndarray | None = None,
-                 reso_builder=None, progress: bool = True, extra_state: dict | None = None):
+
+    def __init__(
+        self,
+        model: BACGCN,
+        train_set: TrainingSet,
+        config: TrainConfig | dict,
+        out_dir,
+        *,
+        eval_source: FeatureSource | None = None,
+        eval_labels: np.ndarray | None = None,
+        reso_builder=None,
+        progress: bool = True,
+        extra_state: dict | None = None,
+    ):
         self.config = config = TrainConfig.from_any(config)
         self.device = resolve_device(config.device)
         self.model, self.train_set = model.to(self.device), train_set
-        self.out_dir = Path(out_dir); self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.eval_source, self.eval_labels = eval_source, eval_labels
-        if (eval_source is None) != (eval_labels is None): raise ValueError("Trainer: give both eval_source and eval_labels, or neither")
-        if eval_labels is not None and (eval_labels.shape[0] != eval_source.n or eval_labels.shape[1] > model.n_categories):
-            raise ValueError(f"Trainer: eval_labels {eval_labels.shape} do not match {eval_source.n} eval images and {model.n_classes} classes")
+        if (eval_source is None) != (eval_labels is None):
+            raise ValueError("Trainer: give both eval_source and eval_labels, or neither")
+        if eval_labels is not None and (
+            eval_labels.shape[0] != eval_source.n or eval_labels.shape[1] > model.n_categories
+        ):
+            raise ValueError(
+                f"Trainer: eval_labels {eval_labels.shape} do not match {eval_source.n} eval images and {model.n_classes} classes"
+            )
         self.reso_builder, self.progress, self.extra_state = reso_builder, progress, extra_state or {}
         self.loss_fn = build_loss(config.loss)
-        self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+        self.opt = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+        )
         self.sched = _scheduler(self.opt, config)
         self.history: list[dict] = []
         self.epoch = 0
@@ -225,14 +295,18 @@ class Trainer:
 
     def evaluate(self) -> dict:
         "mAP (and per-class AP) of the class logits on the evaluation split."
-        logits = predict_logits(self.model, self.eval_source, batch_size=self.config.eval_batch_size, device=self.device)
+        logits = predict_logits(
+            self.model, self.eval_source, batch_size=self.config.eval_batch_size, device=self.device
+        )
         C = self.eval_labels.shape[1]
         return mean_average_precision(logits[:, :C], self.eval_labels)
 
-    def _reso_on(self, epoch: int) -> bool: return self.config.reso and epoch >= self.config.reso_start_epoch
+    def _reso_on(self, epoch: int) -> bool:
+        return self.config.reso and epoch >= self.config.reso_start_epoch
 
     def _add_reso(self, epoch: int) -> None:
-        if self.reso_builder is None: raise ValueError("Trainer: TrainConfig.reso=True but no reso_builder was given")
+        if self.reso_builder is None:
+            raise ValueError("Trainer: TrainConfig.reso=True but no reso_builder was given")
         crops = self.reso_builder(self.model, epoch)
         self.train_set = TrainingSet(self.base_segments + list(crops))
 
@@ -240,57 +314,91 @@ class Trainer:
         cfg, model = self.config, self.model
         model.train()
         g = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-        torch.manual_seed(_epoch_seed(cfg.seed, epoch) + 1)   # dropout
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch) + 1)  # dropout
         perm = torch.randperm(len(self.train_set), generator=g).numpy()
         total, n = 0.0, 0
-        bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", disable=not self.progress, leave=False)
+        bar = tqdm(
+            range(0, len(perm), cfg.batch_size),
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            disable=not self.progress,
+            leave=False,
+        )
         for i in bar:
-            feats, y, m = self.train_set.batch(perm[i:i + cfg.batch_size], self.device)
+            feats, y, m = self.train_set.batch(perm[i : i + cfg.batch_size], self.device)
             out = model(feats["patches"], feats["global"], feats["g_h"], feats["g_hc"])
             loss = self.loss_fn(out["logits"], y, m)
-            self.opt.zero_grad(set_to_none=True); loss.backward(); self.opt.step()
-            total += float(loss.detach()) * len(y); n += len(y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total += float(loss.detach()) * len(y)
+            n += len(y)
             bar.set_postfix(loss=f"{total / n:.4f}")
         self.sched.step()
         return total / max(n, 1)
 
     def state(self) -> dict:
-        return dict(format="bacgcn-train", epoch=self.epoch, config=self.config.to_dict(), history=self.history,
-                    model=self.model.checkpoint(), optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
-                    **self.extra_state)
+        return dict(
+            format="bacgcn-train",
+            epoch=self.epoch,
+            config=self.config.to_dict(),
+            history=self.history,
+            model=self.model.checkpoint(),
+            optimizer=self.opt.state_dict(),
+            scheduler=self.sched.state_dict(),
+            **self.extra_state,
+        )
 
-    def save(self) -> Path: return atomic_torch_save(self.state(), self.checkpoint_path)
+    def save(self) -> Path:
+        return atomic_torch_save(self.state(), self.checkpoint_path)
 
     def resume(self) -> bool:
         "Load the last checkpoint in `out_dir` if there is one; True when a run was resumed."
-        if not self.checkpoint_path.exists(): return False
+        if not self.checkpoint_path.exists():
+            return False
         ck = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        if ck.get("format") != "bacgcn-train": raise ValueError(f"{self.checkpoint_path}: not a bacgcn training checkpoint")
+        if ck.get("format") != "bacgcn-train":
+            raise ValueError(f"{self.checkpoint_path}: not a bacgcn training checkpoint")
         stored = TrainConfig.from_any(ck["config"])
         if stored.to_dict() != self.config.to_dict():
             diff = sorted(k for k, v in self.config.to_dict().items() if ck["config"].get(k) != v)
-            raise ValueError(f"{self.checkpoint_path}: written with a different config (fields {diff}); use another output folder or the same config")
+            raise ValueError(
+                f"{self.checkpoint_path}: written with a different config (fields {diff}); use another output folder or the same config"
+            )
         self.model.load_checkpoint(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"]); self.sched.load_state_dict(ck["scheduler"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
         self.epoch, self.history = ck["epoch"], ck["history"]
-        if self._reso_on(self.epoch): self._add_reso(self.config.reso_start_epoch)
+        if self._reso_on(self.epoch):
+            self._add_reso(self.config.reso_start_epoch)
         return True
 
     def fit(self, resume: bool = False, stop_after: int | None = None) -> list[dict]:
         """Train to `config.epochs`, evaluating and checkpointing every epoch; returns the history.
         `stop_after`: end this call after that epoch (a time-limited job); `fit(resume=True)` continues."""
-        if resume: self.resume()
+        if resume:
+            self.resume()
         elif self.checkpoint_path.exists():
-            raise ValueError(f"{self.checkpoint_path} exists: pass resume=True (--resume) to continue it, or use a new output folder")
+            raise ValueError(
+                f"{self.checkpoint_path} exists: pass resume=True (--resume) to continue it, or use a new output folder"
+            )
         last = self.config.epochs if stop_after is None else min(stop_after, self.config.epochs)
         for epoch in range(self.epoch + 1, last + 1):
-            if self.config.reso and epoch == self.config.reso_start_epoch: self._add_reso(epoch)
+            if self.config.reso and epoch == self.config.reso_start_epoch:
+                self._add_reso(epoch)
             loss = self.train_epoch(epoch)
-            rec = dict(epoch=epoch, loss=loss, reso=self._reso_on(epoch), n_samples=len(self.train_set),
-                       lr=self.opt.param_groups[0]["lr"])
-            if self.eval_source is not None: rec["mAP"] = float(self.evaluate()["mAP"])
-            self.history.append(rec); self.epoch = epoch
-            self.save(); write_json(self.history, self.out_dir / "history.json")
+            rec = dict(
+                epoch=epoch,
+                loss=loss,
+                reso=self._reso_on(epoch),
+                n_samples=len(self.train_set),
+                lr=self.opt.param_groups[0]["lr"],
+            )
+            if self.eval_source is not None:
+                rec["mAP"] = float(self.evaluate()["mAP"])
+            self.history.append(rec)
+            self.epoch = epoch
+            self.save()
+            write_json(self.history, self.out_dir / "history.json")
         return self.history
 
 # %% ../nbs/11_train.ipynb #4519d81f

@@ -16,11 +16,19 @@ from pathlib import Path
 __all__ = ['BUILTIN_VOCABS', 'Vocab', 'list_vocabs', 'load_vocab']
 
 # %% ../nbs/00_vocab.ipynb #d95b4eff
-BUILTIN_VOCABS = {"voc2007": "voc2007", "voc2012": "voc2007", "coco2014": "coco2014", "nuswide": "nuswide", "synth": "synth"}
+BUILTIN_VOCABS = {
+    "voc2007": "voc2007",
+    "voc2012": "voc2007",
+    "coco2014": "coco2014",
+    "nuswide": "nuswide",
+    "synth": "synth",
+}
+
 
 @dataclass(frozen=True)
 class Vocab:
     "Category names (classes first, then backgrounds), synonyms and prompt templates."
+
     name: str
     classes: list[str]
     backgrounds: list[str] = field(default_factory=list)
@@ -31,29 +39,42 @@ class Vocab:
     def __post_init__(self):
         cats = list(self.classes) + list(self.backgrounds)
         dup = sorted({c for c in cats if cats.count(c) > 1})
-        if dup: raise ValueError(f"vocabulary {self.name!r}: duplicate category names {dup}")
-        if not self.classes: raise ValueError(f"vocabulary {self.name!r}: no classes")
+        if dup:
+            raise ValueError(f"vocabulary {self.name!r}: duplicate category names {dup}")
+        if not self.classes:
+            raise ValueError(f"vocabulary {self.name!r}: no classes")
         unknown = sorted(set(self.synonyms) - set(cats))
-        if unknown: raise ValueError(f"vocabulary {self.name!r}: synonyms given for unknown categories {unknown}")
+        if unknown:
+            raise ValueError(f"vocabulary {self.name!r}: synonyms given for unknown categories {unknown}")
         for t in self.templates:
-            if "{}" not in t: raise ValueError(f"vocabulary {self.name!r}: template {t!r} has no '{{}}' slot")
+            if "{}" not in t:
+                raise ValueError(f"vocabulary {self.name!r}: template {t!r} has no '{{}}' slot")
         # every category is its own synonym, listed first when nothing else is
         syn = {c: list(dict.fromkeys(self.synonyms.get(c) or [c])) for c in cats}
         object.__setattr__(self, "synonyms", syn)
 
     @property
-    def categories(self) -> list[str]: return list(self.classes) + list(self.backgrounds)
+    def categories(self) -> list[str]:
+        return list(self.classes) + list(self.backgrounds)
+
     @property
-    def n_classes(self) -> int: return len(self.classes)
+    def n_classes(self) -> int:
+        return len(self.classes)
+
     @property
-    def n_backgrounds(self) -> int: return len(self.backgrounds)
+    def n_backgrounds(self) -> int:
+        return len(self.backgrounds)
+
     @property
-    def n_categories(self) -> int: return self.n_classes + self.n_backgrounds
+    def n_categories(self) -> int:
+        return self.n_classes + self.n_backgrounds
 
     def index(self, category: str) -> int:
         "Index of `category` among `categories`."
-        try: return self.categories.index(category)
-        except ValueError: raise KeyError(f"{category!r} is not a category of vocabulary {self.name!r}") from None
+        try:
+            return self.categories.index(category)
+        except ValueError:
+            raise KeyError(f"{category!r} is not a category of vocabulary {self.name!r}") from None
 
     def prompt_name(self, category: str) -> str:
         "The phrase that stands for `category` in prompts: its first synonym."
@@ -65,12 +86,24 @@ class Vocab:
 
     def without_backgrounds(self) -> Vocab:
         "The same vocabulary with no background categories (for the 'no background' ablation)."
-        return Vocab(self.name, list(self.classes), [], {c: self.synonyms[c] for c in self.classes},
-                     list(self.templates), self.description)
+        return Vocab(
+            self.name,
+            list(self.classes),
+            [],
+            {c: self.synonyms[c] for c in self.classes},
+            list(self.templates),
+            self.description,
+        )
 
     def to_dict(self) -> dict:
-        return dict(name=self.name, description=self.description, classes=list(self.classes),
-                    backgrounds=list(self.backgrounds), synonyms=self.synonyms, templates=list(self.templates))
+        return dict(
+            name=self.name,
+            description=self.description,
+            classes=list(self.classes),
+            backgrounds=list(self.backgrounds),
+            synonyms=self.synonyms,
+            templates=list(self.templates),
+        )
 
     def save(self, path) -> Path:
         path = Path(path)
@@ -85,19 +118,26 @@ def _vocab_from_dict(d: dict, source: str) -> Vocab:
         if k in d and not (isinstance(d[k], list) and all(isinstance(s, str) for s in d[k])):
             raise ValueError(f"{source}: '{k}' must be a list of strings")
     syn = d.get("synonyms", {})
-    if not isinstance(syn, dict) or not all(isinstance(s, list) and all(isinstance(x, str) for x in s) for s in syn.values()):
+    if not isinstance(syn, dict) or not all(
+        isinstance(s, list) and all(isinstance(x, str) for x in s) for s in syn.values()
+    ):
         raise ValueError(f"{source}: 'synonyms' must map each category to a list of strings")
     kw = {k: d[k] for k in ("backgrounds", "templates", "description") if k in d}
-    try: return Vocab(d.get("name", Path(source).stem), d["classes"], synonyms=syn, **kw)
-    except ValueError as e: raise ValueError(f"{source}: {e}") from None
+    try:
+        return Vocab(d.get("name", Path(source).stem), d["classes"], synonyms=syn, **kw)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
 
 def list_vocabs() -> list[str]:
     "Names accepted by `load_vocab` besides a path."
     return sorted(BUILTIN_VOCABS)
 
+
 def load_vocab(name_or_path: str | Path | Vocab) -> Vocab:
     "A built-in vocabulary by name (`voc2007`, `voc2012`, `coco2014`, `nuswide`) or a user's JSON file."
-    if isinstance(name_or_path, Vocab): return name_or_path
+    if isinstance(name_or_path, Vocab):
+        return name_or_path
     key = str(name_or_path)
     if key in BUILTIN_VOCABS:
         f = resources.files("bacgcn") / "vocabs" / f"{BUILTIN_VOCABS[key]}.json"
@@ -105,7 +145,11 @@ def load_vocab(name_or_path: str | Path | Vocab) -> Vocab:
         return v if key == v.name else Vocab(key, v.classes, v.backgrounds, v.synonyms, v.templates, v.description)
     path = Path(key).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"no vocabulary named {key!r}: built-in names are {list_vocabs()}, and no file {path} exists")
-    try: d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f"{path}: not a valid UTF-8 JSON vocabulary file ({e})") from None
+        raise FileNotFoundError(
+            f"no vocabulary named {key!r}: built-in names are {list_vocabs()}, and no file {path} exists"
+        )
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a valid UTF-8 JSON vocabulary file ({e})") from None
     return _vocab_from_dict(d, str(path))
