@@ -34,23 +34,18 @@ from bacgcn.features import (
     MANIFEST,
     FeatureCache,
     FeatureConfig,
-    plan_batches,
-    read_image,
-    write_json_atomic,
-)
-from .graph import clip_gcn_adjacency
-from .model import BACGCN
-from bacgcn.shard import (
-    DeviceEncoder,
-    FastConfig,
+    FeatureSource,
     FileFeatureSource,
     NpyFile,
-    cpu_has_bf16,
-    extract_fast,
-    uint8_preprocess,
+    plan_batches,
+    read_image,
 )
-from .shard import _Uint8Images, _collate_uint8, _device_batch, _resolve_decode, _tensor_transforms
-from .train import FeatureSource, Segment, TrainConfig, Trainer, TrainingSet
+from .files import write_json_atomic
+from .graph import clip_gcn_adjacency
+from .model import BACGCN
+from .shard import DeviceEncoder, FastConfig, cpu_has_bf16, extract_fast, uint8_preprocess
+from .shard import Uint8Images, collate_uint8, device_batch, resolve_decode, tensor_transforms
+from .train import Segment, TrainConfig, Trainer, TrainingSet
 
 # %% auto #0
 __all__ = ['cpu_model', 'device_name', 'device_slug', 'machine_info', 'loadavg', 'rss', 'PeakRSS', 'write_jpegs', 'cache_bytes',
@@ -236,8 +231,11 @@ def synthetic_cache(
     cache_dir = Path(cache_dir)
     ident = dict(
         model_name="synthetic-random",
+        architecture="synthetic",
         weights_sha256=f"synthetic-seed{seed}-pool{pool}",
+        activation="none",
         image_size=image_size,
+        geometry="squash",
         dense="maskclip",
         rho=0.5,
     )
@@ -252,6 +250,7 @@ def synthetic_cache(
         n_images=n_images,
         image_ids=[f"syn{i:07d}" for i in range(n_images)],
         paths=[None] * n_images,
+        fingerprint="synthetic",
         chunks_done=list(range(math.ceil(n_images / block))),
         failed={},
         complete=True,
@@ -380,18 +379,18 @@ def stage_rates(
     """Images/s of each stage alone: decode (loader, + device decode), transfer (uint8 host -> device, CUDA), compute (encoder)
     and write (one chunk of fp16 rows written with pwrite and fsync'ed into `work_dir`, as the cache writer does)."""
     dev, out = backbone.device, {}
-    decode = _resolve_decode(fast.decode, dev)
+    decode = resolve_decode(fast.decode, dev)
     pre = uint8_preprocess(backbone)
-    steps = _tensor_transforms(backbone) if decode == "torchvision" else []
+    steps = tensor_transforms(backbone) if decode == "torchvision" else []
     plan = plan_batches(len(items), len(items), config.batch_size)
     dl = DataLoader(
-        _Uint8Images(items, pre, (255, 255, 255), decode == "torchvision"),
+        Uint8Images(items, pre, (255, 255, 255), decode == "torchvision"),
         batch_sampler=[r for _, r in plan],
-        collate_fn=_collate_uint8,
+        collate_fn=collate_uint8,
         num_workers=config.num_workers,
         pin_memory=dev.type == "cuda",
     )
-    dt, n = _timed(lambda: sum(len(_device_batch(b, items, dev, steps, pre, (255, 255, 255))[0]) for b in dl), dev)
+    dt, n = _timed(lambda: sum(len(device_batch(b, items, dev, steps, pre, (255, 255, 255))[0]) for b in dl), dev)
     out["decode"] = n / dt
     S, B = backbone.image_size, config.batch_size
     x = torch.randint(0, 256, (B, 3, S, S), dtype=torch.uint8)

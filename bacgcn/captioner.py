@@ -22,7 +22,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .config import as_config
-from .features import ImageReadError, read_image, write_json_atomic
+from .features import ImageReadError, read_image
+from .files import write_json_atomic
 
 # %% auto #0
 __all__ = ['CAPTION_PROMPTS', 'RECAPTION_PROMPTS', 'DEFAULT_MODEL', 'EXCLUDE_MODES', 'DTYPES', 'STATE_VERSION', 'IDENTITY_KEYS',

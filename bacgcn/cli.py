@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'set_dotted', 'experiment_from_args', 'expand_images', 'build_parser', 'main']
+__all__ = ['FLAG_FIELDS', 'IMAGE_SUFFIXES', 'set_dotted', 'experiment_from_args', 'default_run_dir', 'expand_images',
+           'build_parser', 'main']
 
 # %% ../nbs/26_cli.ipynb #5eb9664f
 def _vocab_list(args):
@@ -180,38 +181,43 @@ def set_dotted(d: dict, key: str, value) -> dict:
     return d
 
 
+FLAG_FIELDS = [
+    ("protocol", "protocol"),
+    ("dataset", "dataset"),
+    ("data_root", "data_root"),
+    ("train_split", "train_split"),
+    ("test_split", "test_split"),
+    ("image_root", "image_root"),
+    ("captions", "captions"),
+    ("recaptions", "recaptions"),
+    ("vocab", "vocab"),
+    ("cache_dir", "cache_dir"),
+    ("out", "out_dir"),
+    ("clip_model", "clip.model_name"),
+    ("pretrained", "clip.pretrained"),
+    ("model_config", "clip.model_config"),
+    ("image_size", "clip.image_size"),
+    ("geometry", "clip.geometry"),
+    ("dense", "clip.dense"),
+    ("quick_gelu", "clip.quick_gelu"),
+    ("device", "clip.device"),
+    ("device", "train.device"),
+    ("epochs", "train.epochs"),
+    ("seed", "train.seed"),
+]
+
+
 def experiment_from_args(args) -> dict:
     "The experiment config of `extract`/`train`: --config file, then the flags, then the -s overrides."
+    from bacgcn.config import read_config_file
     from bacgcn.experiments import parse_value
-    from bacgcn.train import read_config_file
 
-    d = read_config_file(args.config) if args.config else {}
-    for flag, key in [
-        ("dataset", "dataset"),
-        ("data_root", "data_root"),
-        ("train_split", "train_split"),
-        ("test_split", "test_split"),
-        ("image_root", "image_root"),
-        ("captions", "captions"),
-        ("recaptions", "recaptions"),
-        ("vocab", "vocab"),
-        ("cache_dir", "cache_dir"),
-        ("out", "out_dir"),
-        ("clip_model", "clip.model_name"),
-        ("pretrained", "clip.pretrained"),
-        ("model_config", "clip.model_config"),
-        ("image_size", "clip.image_size"),
-        ("dense", "clip.dense"),
-        ("device", "clip.device"),
-        ("epochs", "train.epochs"),
-        ("seed", "train.seed"),
-    ]:
+    d = read_config_file(args.config) if getattr(args, "config", None) else {}
+    for flag, key in FLAG_FIELDS:
         v = getattr(args, flag, None)
         if v is not None:
             set_dotted(d, key, v)
-    if getattr(args, "device", None):
-        set_dotted(d, "train.device", args.device)
-    for item in args.set or []:
+    for item in getattr(args, "set", None) or []:
         if "=" not in item:
             raise ValueError(f"-s {item!r}: expected key=value")
         k, v = item.split("=", 1)
@@ -219,32 +225,53 @@ def experiment_from_args(args) -> dict:
     return d
 
 
-def _experiment_flags(p, training: bool):
-    p.add_argument("--config", help="experiment config (JSON or YAML); flags and -s override it")
-    p.add_argument("--dataset", help="voc2007 | voc2012 | coco2014 | nuswide | labels")
+def default_run_dir(d: dict) -> str:
+    "`results/<protocol or dataset>/<run name>` for an experiment config dict without `out_dir` (as the notebook names it)."
+    from bacgcn.experiments import run_name
+    from bacgcn.pipeline import ExperimentConfig
+
+    spec = ExperimentConfig.from_any(d).data_spec()
+    clip, train = d.get("clip") or {}, d.get("train") or {}
+    name = run_name(clip_model=None, clip_pretrained=None, clip=clip, train=train)
+    return str(Path("results") / (spec.protocol or spec.dataset) / name)
+
+
+def _data_flags(p):
+    p.add_argument("--protocol", help="voc2007 | voc2012 | voc2012-main | coco2014 | nuswide | synthetic")
+    p.add_argument("--dataset", help="a reader without a protocol (labels), or a dataset whose protocol to use")
     p.add_argument("--data-root", help="dataset root folder")
-    p.add_argument("--train-split")
-    p.add_argument("--test-split")
+    p.add_argument("--train-split", help="another training split than the protocol's (a deviation)")
+    p.add_argument("--test-split", help="another test split than the protocol's (a deviation)")
     p.add_argument("--image-root", help="images folder (dataset 'labels' only)")
-    p.add_argument("--vocab", help="vocabulary name or JSON (default: the dataset's)")
+    p.add_argument("--vocab", help="vocabulary name or JSON (default: the protocol's)")
+
+
+def _clip_flags(p):
     p.add_argument("--clip-model", help="open_clip model name, e.g. ViT-B-16")
     p.add_argument("--pretrained", help="open_clip tag (e.g. openai, from the local cache) or a weights file")
     p.add_argument("--model-config", help="open_clip model config JSON (small or custom models)")
     p.add_argument("--image-size", type=int, help="input resolution (224, 448, ...)")
+    p.add_argument("--geometry", choices=["squash", "letterbox", "crop"], help="photo -> square input (default squash)")
     p.add_argument("--dense", choices=["maskclip", "vanilla", "sclip"], help="dense patch features")
-    p.add_argument("--device", help="cpu | cuda | auto")
+    p.add_argument("--quick-gelu", action="store_true", default=None, help="QuickGELU activation (OpenAI's weights)")
+    p.add_argument("--device", help="auto (default: the GPU when there is one) | cpu | cuda | cuda:1")
+
+
+def _experiment_flags(p, training: bool):
+    p.add_argument("--config", help="experiment config (JSON or YAML); flags and -s override it")
+    _data_flags(p)
+    _clip_flags(p)
     p.add_argument("--cache-dir", help="feature cache folder (default: cache)")
     if training:
         p.add_argument("--captions", help="captions JSON")
         p.add_argument("--recaptions", help="re-captions JSON")
-        p.add_argument("--out", help="output folder of the run")
+        p.add_argument("--out", help="output folder of the run (default: results/<protocol>/<run name>)")
         p.add_argument("--epochs", type=int)
         p.add_argument("--seed", type=int)
-        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument(
-        "-s", "--set", action="append", metavar="KEY=VALUE", help="set any config field, dotted for nested ones"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--resume", action="store_true", help="continue this run's checkpoint in --out")
+        p.add_argument("--overwrite", action="store_true", help="replace a folder that another run wrote")
+    p.add_argument("-s", "--set", action="append", metavar="KEY=VALUE", help="set any config field, dotted for nested ones")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
 
 
 def _extract(args):
@@ -268,26 +295,35 @@ def _train(args):
     from bacgcn.pipeline import run_experiment
 
     d = experiment_from_args(args)
-    m = run_experiment(d, progress=not args.quiet, resume=args.resume)
-    out = d.get("out_dir", "results/run")
+    d.setdefault("out_dir", default_run_dir(d))
+    log = None if args.quiet else (lambda s: print(s, flush=True))
+    m = run_experiment(d, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, log=log)
     for name, v in m["methods"].items():
         print(f"{name:28s} mAP {100 * v['mAP']:.2f}")
-    print(f"outputs in {out}")
+    print(f"outputs in {d['out_dir']}")
+
+
+def _spec_from_args(args):
+    "The data of `evaluate` / `predict`: a protocol (or dataset) at --data-root, with --options as reader options."
+    from bacgcn.protocols import resolve_data
+
+    kw = json.loads(args.options) if getattr(args, "options", None) else None
+    return resolve_data(args.protocol, args.data_root, dataset=args.dataset, dataset_options=kw,
+                        image_root=getattr(args, "image_root", None), vocab=getattr(args, "vocab", None))  # fmt: skip
 
 
 def _evaluate(args):
-    from bacgcn.data import load_dataset
     from bacgcn.pipeline import evaluate_checkpoint
 
-    kw = json.loads(args.options) if args.options else {}
-    ds = load_dataset(args.dataset, args.data_root, args.split, **kw)
-    m = evaluate_checkpoint(args.checkpoint, ds, args.cache_dir, progress=not args.quiet)
+    if not (args.protocol or args.dataset):
+        raise ValueError("say which data: --protocol (e.g. voc2007) or --dataset, with --data-root")
+    m = evaluate_checkpoint(args.checkpoint, _spec_from_args(args), args.split, args.cache_dir,
+                            progress=not args.quiet, device=args.device or "auto")  # fmt: skip
     if args.json:
         print(json.dumps(m))
         return
-    print(
-        f"mAP {100 * m['mAP']:.2f}  CF1 {100 * m.get('CF1', float('nan')):.2f}  OF1 {100 * m.get('OF1', float('nan')):.2f}  ({m['n_images']} images)"
-    )
+    f = lambda k: 100 * m.get(k, float("nan"))
+    print(f"mAP {f('mAP'):.2f}  CF1 {f('CF1'):.2f}  OF1 {f('OF1'):.2f}  ({m['n_images']} images, {m['split']} split)")
     for c, a in m["ap_per_class"].items():
         print(f"  {c:20s} {'-' if a is None else f'{100 * a:.2f}'}")
 
@@ -312,8 +348,16 @@ def expand_images(paths: list[str]) -> list[Path]:
 
 def _predict(args):
     from bacgcn.pipeline import predict
+    from bacgcn.protocols import load_split
 
-    df = predict(args.checkpoint, expand_images(args.images), threshold=args.threshold, progress=not args.quiet)
+    if args.protocol or args.dataset:
+        spec = _spec_from_args(args)
+        images = [p for _, p in load_split(spec, args.split or spec.test_split).items()]
+    elif args.images:
+        images = expand_images(args.images)
+    else:
+        raise ValueError("give image files or folders, or --protocol/--dataset with --data-root for a whole split")
+    df = predict(args.checkpoint, images, threshold=args.threshold, progress=not args.quiet, device=args.device or "auto")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     bad = int(df["error"].notna().sum()) if "error" in df else 0
@@ -321,18 +365,10 @@ def _predict(args):
 
 
 def _add_model_commands(sub):
-    p = sub.add_parser(
-        "extract", help="extract and cache CLIP features of a dataset's splits (resumable; shards under torchrun)"
-    )
+    p = sub.add_parser("extract", help="extract and cache CLIP features of a dataset's splits (resumable; torchrun shards)")
     _experiment_flags(p, training=False)
-    p.add_argument(
-        "--fast",
-        action="store_true",
-        help="uint8 pipeline: normalisation on the device, JPEG decode on the GPU, writer thread",
-    )
-    p.add_argument(
-        "--decode", choices=["auto", "pil", "torchvision"], help="image decoding of the fast path (implies --fast)"
-    )
+    p.add_argument("--fast", action="store_true", help="uint8 pipeline: normalisation on the device, GPU JPEG decode")
+    p.add_argument("--decode", choices=["auto", "pil", "torchvision"], help="decoding of the fast path (implies --fast)")
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast with AMX; implies --fast)")
     p.add_argument("--compile", action="store_true", help="torch.compile the CLIP forward (implies --fast)")
     p.set_defaults(func=_extract)
@@ -341,19 +377,22 @@ def _add_model_commands(sub):
     p.set_defaults(func=_train)
     p = sub.add_parser("evaluate", help="mAP, per-class AP, CF1/OF1 of a saved model on a labelled split")
     p.add_argument("--checkpoint", required=True, help="model.pt written by `bacgcn train`")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data-root", required=True)
-    p.add_argument("--split")
-    p.add_argument("--options", help="reader options as inline JSON, e.g. '{\"difficult\": \"ignore\"}'")
+    _data_flags(p)
+    p.add_argument("--split", help="default: the protocol's test split")
+    p.add_argument("--options", help="reader options over the protocol's, inline JSON, e.g. '{\"difficult\": \"positive\"}'")
     p.add_argument("--cache-dir", default="cache")
+    p.add_argument("--device", help="auto (default) | cpu | cuda")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
-    p = sub.add_parser("predict", help="scores and labels (classes and backgrounds) of images with a saved model")
+    p = sub.add_parser("predict", help="scores, labels and their regions (classes and backgrounds) with a saved model")
     p.add_argument("--checkpoint", required=True, help="model.pt written by `bacgcn train`")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("images", nargs="*", help="image files or folders")
+    _data_flags(p)
+    p.add_argument("--split", help="with --protocol: the split to predict (default: its test split)")
     p.add_argument("--out", default="predictions.csv", help="CSV file to write")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--device", help="auto (default) | cpu | cuda")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_predict)
 
@@ -390,7 +429,7 @@ def _add_demo(sub):
 def _run(args):
     from bacgcn.experiments import cli_run
 
-    rc = cli_run(args.experiment, args.param or [], args.out)
+    rc = cli_run(args.experiment, args.param or [], args.out, quiet=args.quiet)
     if rc:
         raise SystemExit(rc)
 
@@ -415,6 +454,7 @@ def _add_experiments(sub):
         help="notebook parameter (dotted keys for nested)",
     )
     p.add_argument("--out", help="output folder (default: results/<protocol>/<run name>)")
+    p.add_argument("--quiet", action="store_true", help="do not show the notebook's stage and epoch lines")
     p.set_defaults(func=_run)
     p = sub.add_parser(
         "check-data", help="validate a dataset layout (and captions); list what is missing with expected paths"
@@ -512,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:
         if args.debug:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -13,32 +13,37 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import open_clip
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 from open_clip.factory import load_state_dict
-from open_clip.model import build_model_from_openai_state_dict
+from open_clip.model import build_model_from_openai_state_dict, resize_pos_embed
 from open_clip.tokenizer import HFTokenizer
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torchvision import transforms as T
 
-
-from .config import as_config
+from .config import as_config, resolve_device
+from .files import file_sha256, short_hash
+from .geometry import GEOMETRIES, GeometryTransform, check_geometry, image_frame
+from .ops import min_max
 
 # %% auto #0
-__all__ = ['DENSE_MODES', 'PRECISIONS', 'PAPER_CLIP', 'ClipConfig', 'check_rho', 'last_block_qkv', 'cls_attention',
-           'dense_last_block', 'min_max', 'n_kept', 'top_share_mask', 'mask_patches', 'plot_masking',
-           'interpolate_pos_embed', 'set_image_size', 'file_sha256', 'state_dict_sha256', 'find_pretrained',
-           'is_torchscript', 'read_torchscript_state_dict', 'read_state_dict', 'expand_token_rows', 'load_weights',
-           'tiny_clip_config', 'read_model_config', 'build_clip', 'ContiguousAttentionInputs', 'ClipBackbone',
-           'load_clip']
+__all__ = ['DENSE_MODES', 'PRECISIONS', 'PAPER_CLIP', 'HUB_CONFIG', 'HUB_WEIGHTS', 'ClipConfig', 'check_rho', 'last_block_qkv',
+           'cls_attention', 'dense_last_block', 'n_kept', 'top_share_mask', 'mask_patches', 'plot_masking',
+           'set_image_size', 'state_dict_sha256', 'find_pretrained', 'is_torchscript', 'read_torchscript_state_dict',
+           'read_state_dict', 'expand_token_rows', 'load_weights', 'tiny_clip_config', 'read_model_config',
+           'openai_file_sha256s', 'resolve_quick_gelu', 'activation', 'hub_offline', 'hub_files', 'build_clip',
+           'ContiguousAttentionInputs', 'ClipBackbone', 'load_clip']
 
 # %% ../nbs/08_clip.ipynb #7ab39aa4
 DENSE_MODES = ("maskclip", "vanilla", "sclip")
@@ -50,24 +55,23 @@ PAPER_CLIP = dict(model_name="ViT-B-16", pretrained="openai")  # CLIP ViT-B/16, 
 class ClipConfig:
     "Which CLIP to load and how to read features out of it. Accepts a dict too (`ClipConfig.from_any`)."
 
-    model_name: str | None = (
-        None  # open_clip name ("ViT-B-16"), "hf-hub:org/repo", "local-dir:path", or a label for `model_config`
-    )
-    pretrained: str | None = (
-        None  # open_clip tag ("openai"), a checkpoint file, or "random"; None = random for `model_config`
-    )
-    model_config: dict | str | None = None  # open_clip model config (dict or JSON file) instead of a registered name
-    image_size: int | None = (
-        None  # input side S; None = the model's native size (224 for ViT-B/16); positional embeddings interpolated
-    )
-    dense: str = (
-        "maskclip"  # patch features: "maskclip" (value path), "vanilla" (last tokens), "sclip" (q-q + k-k attention)
-    )
-    rho: float = 0.5  # share of patches kept in M^H; 0.5 is a placeholder until the synthetic-benchmark sweep
+    # open_clip name ("ViT-B-16"), "hf-hub:org/repo", "local-dir:path", or a label for `model_config`
+    model_name: str | None = None
+    # open_clip tag ("openai"), a checkpoint file, or "random"; None = random for `model_config`
+    pretrained: str | None = None
+    model_config: dict | str | None = None  # open_clip model config (dict or JSON file) instead of a name
+    # input side S; None = the model's native size (224 for ViT-B/16); positional embeddings interpolated
+    image_size: int | None = None
+    geometry: str = "squash"  # photo -> square input: "squash" | "letterbox" | "crop" (see bacgcn.geometry)
+    # patch features: "maskclip" (value path), "vanilla" (last tokens), "sclip" (q-q + k-k attention)
+    dense: str = "maskclip"
+    rho: float = 0.5  # share of patches kept in M^H (chosen on validation, see bacgcn.study)
     precision: str = "amp"  # "amp" (fp16 autocast on CUDA), "amp_bf16", "fp32"; CPU always runs fp32
-    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
-    cache_dir: str | None = None  # where open_clip tags are looked up (open_clip's `cache_dir`); None = default caches
-    quick_gelu: bool | None = None  # None: QuickGELU when the weights need it (OpenAI archives, tags that say so)
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1"
+    cache_dir: str | None = None  # where open_clip tags are looked up (open_clip's `cache_dir`); None = defaults
+    # None: QuickGELU when the weights need it (OpenAI archives and files, tags that say so)
+    quick_gelu: bool | None = None
+    allow_download: bool = False  # hf-hub: names may fetch missing files (off: the local cache only)
     text_batch_size: int = 256  # prompts per text-encoder call
 
     def __post_init__(self):
@@ -75,6 +79,7 @@ class ClipConfig:
             raise ValueError(f"dense={self.dense!r}: choose one of {DENSE_MODES}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}: choose one of {PRECISIONS}")
+        check_geometry(self.geometry)
         check_rho(self.rho)
         if self.image_size is not None and int(self.image_size) <= 0:
             raise ValueError(f"image_size={self.image_size}: must be positive")
@@ -133,12 +138,6 @@ def dense_last_block(blk: ResidualAttentionBlock, x: torch.Tensor, dense: str = 
     return y + blk.ls_2(blk.mlp(blk.ln_2(y)))
 
 # %% ../nbs/08_clip.ipynb #8b687763
-def min_max(a: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    "Scale each row of `a` (B, N) to [0, 1]; a constant row becomes 0."
-    lo, hi = a.min(dim=-1, keepdim=True).values, a.max(dim=-1, keepdim=True).values
-    return (a - lo) / (hi - lo).clamp_min(eps)
-
-
 def n_kept(rho: float, n: int) -> int:
     "Number of patches in M^H: round(rho * n) (halves up), at least 1 and at most n - 1."
     return min(max(int(math.floor(check_rho(rho) * n + 0.5)), 1), n - 1)
@@ -185,47 +184,23 @@ def plot_masking(image, attn, keep, grid: tuple[int, int], ax=None):
     return ax
 
 # %% ../nbs/08_clip.ipynb #b3709080
-def interpolate_pos_embed(
-    pos_embed: torch.Tensor, new_grid: tuple[int, int], old_grid: tuple[int, int] | None = None
-) -> torch.Tensor:
-    "Positional embeddings (1 + h*w, W) resampled bicubically to `new_grid` (h', w'); the [cls] row is kept."
-    cls_pos, grid_pos = pos_embed[:1], pos_embed[1:]  # 1, W and h*w, W
-    if old_grid is None:
-        side = math.isqrt(grid_pos.shape[0])
-        if side * side != grid_pos.shape[0]:
-            raise ValueError(f"{grid_pos.shape[0]} patch positions do not form a square grid; pass old_grid")
-        old_grid = (side, side)
-    if tuple(old_grid) == tuple(new_grid):
-        return pos_embed.clone()
-    g = grid_pos.reshape(1, *old_grid, -1).permute(0, 3, 1, 2).float()  # 1, W, h, w
-    g = F.interpolate(g, size=tuple(new_grid), mode="bicubic", align_corners=False, antialias=True)  # 1, W, h', w'
-    g = g.permute(0, 2, 3, 1).reshape(-1, pos_embed.shape[1]).to(pos_embed.dtype)  # h'*w', W
-    return torch.cat([cls_pos, g])
-
-
 def set_image_size(visual: VisionTransformer, image_size: int) -> VisionTransformer:
     "Make a ViT tower take `image_size` inputs: resample its positional embeddings in place (this model only)."
     p = visual.patch_size[0]
     if image_size % p:
         raise ValueError(f"image_size={image_size} is not a multiple of the patch size {p}")
     g = image_size // p
-    new = interpolate_pos_embed(visual.positional_embedding.data, (g, g), tuple(visual.grid_size))
+    sd = {"visual.positional_embedding": visual.positional_embedding.data}
+    visual.grid_size = (g, g)
+    resize_pos_embed(sd, SimpleNamespace(visual=visual))  # reads the new grid size, writes into `sd`
+    new = sd["visual.positional_embedding"]
     visual.positional_embedding = nn.Parameter(new, requires_grad=visual.positional_embedding.requires_grad)
-    visual.image_size, visual.grid_size = (image_size, image_size), (g, g)
+    visual.image_size = (image_size, image_size)
     if getattr(visual, "preprocess_cfg", None):
         visual.preprocess_cfg["size"] = (image_size, image_size)
     return visual
 
 # %% ../nbs/08_clip.ipynb #b87087e6
-def file_sha256(path, chunk: int = 1 << 22) -> str:
-    "SHA-256 of a file, read in 4 MiB chunks."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
-
-
 def state_dict_sha256(state_dict: dict) -> str:
     "SHA-256 over a state dict's names, dtypes, shapes and bytes, in sorted key order."
     h = hashlib.sha256()
@@ -405,16 +380,114 @@ def _tokenizer_for(cfg: dict):
     return tok
 
 # %% ../nbs/08_clip.ipynb #4ec9c3ad
+def openai_file_sha256s(name: str) -> set[str]:
+    "SHA-256s of OpenAI's released archives of open_clip architecture `name` (the hex folder of their URLs)."
+    out = set()
+    for tag in open_clip.list_pretrained_tags_by_model(name):
+        cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+        found = re.search(r"/([0-9a-f]{64})/", cfg.get("url", ""))
+        if found and cfg.get("quick_gelu"):
+            out.add(found.group(1))
+    return out
+
+
+def resolve_quick_gelu(requested: bool | None, name: str | None, path, built_in: bool | None = None) -> bool:
+    "QuickGELU or not, by the rule above; `built_in`: what a tag or a model config says (None: nothing)."
+    if requested is not None:
+        return bool(requested)
+    if built_in is not None:
+        return bool(built_in)
+    if path is None:
+        return False
+    if is_torchscript(path):
+        return True
+    known = openai_file_sha256s(name) if name and open_clip.get_model_config(name) else set()
+    if known and file_sha256(path) in known:
+        return True
+    if known:
+        warnings.warn(
+            f"{path} is loaded into {name} with GELU. OpenAI's {name} weights need QuickGELU: if these are "
+            "OpenAI's weights, set quick_gelu=True (-p clip.quick_gelu true, or --quick-gelu on the command line)",
+            stacklevel=3,
+        )
+    return False
+
+
+def activation(model: nn.Module) -> str:
+    "'quick_gelu' or 'gelu': the activation of the vision tower's MLPs."
+    mlp = model.visual.transformer.resblocks[0].mlp
+    return "quick_gelu" if isinstance(getattr(mlp, "gelu", None), open_clip.transformer.QuickGELU) else "gelu"
+
+# %% ../nbs/08_clip.ipynb #f1d7475f
+HUB_CONFIG = "open_clip_config.json"
+HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+@contextlib.contextmanager
+def hub_offline(enabled: bool = True):
+    "Inside the block the Hugging Face hub is offline (`HF_HUB_OFFLINE`): nothing is fetched, nothing is dialled."
+    if not enabled:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before_env, before = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], constants.HF_HUB_OFFLINE = "1", True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+        if before_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before_env
+
+
+def hub_files(model_name: str, cache_dir=None, allow_download: bool = False) -> tuple[Path, Path]:
+    "(open_clip config, weights file) of an `hf-hub:org/repo` or `local-dir:folder` model name, from local files."
+    if model_name.startswith("local-dir:"):
+        d = Path(model_name[len("local-dir:") :]).expanduser()
+        found = [d / n for n in (HUB_CONFIG, *HUB_WEIGHTS) if (d / n).is_file()]
+        if d / HUB_CONFIG not in found or len(found) < 2:
+            raise FileNotFoundError(f"{model_name}: the folder {d} needs {HUB_CONFIG} and one of {list(HUB_WEIGHTS)}")
+        return d / HUB_CONFIG, found[1]
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    repo = model_name[len("hf-hub:") :]
+
+    def find(fname):
+        hit = try_to_load_from_cache(repo, fname, cache_dir=cache_dir)
+        if isinstance(hit, str) and os.path.isfile(hit):
+            return Path(hit)
+        if allow_download:
+            try:
+                return Path(hf_hub_download(repo, fname, cache_dir=cache_dir))
+            except Exception:
+                return None
+        return None
+
+    cfg, weights = find(HUB_CONFIG), next((f for f in map(find, HUB_WEIGHTS) if f is not None), None)
+    if cfg is None or weights is None:
+        missing = [HUB_CONFIG] * (cfg is None) + [" or ".join(HUB_WEIGHTS)] * (weights is None)
+        raise FileNotFoundError(
+            f"{model_name}: {', '.join(missing)} not in the Hugging Face cache {_hf_cache_dir(cache_dir)} (nothing is "
+            f"downloaded at run time). On a machine with internet run\n  python -c \"import open_clip; "
+            f"open_clip.create_model_and_transforms({model_name!r})\"\nand copy the cache here, or pass allow_download=True"
+        )
+    return cfg, weights
+
+# %% ../nbs/08_clip.ipynb #e416113e
 def _named_model(c: ClipConfig):
     name = c.model_name.replace("/", "-")
-    if open_clip.get_model_config(name) is None:
+    mcfg = open_clip.get_model_config(name)
+    if mcfg is None:
         raise ValueError(f"model_name={c.model_name!r} is not an open_clip architecture; see open_clip.list_models()")
     if c.pretrained is None:
         raise ValueError(
-            f"model_name={c.model_name!r} needs `pretrained`: an open_clip tag (the paper: 'openai'), a checkpoint file, "
-            f"or 'random' for random weights; tags: {open_clip.list_pretrained_tags_by_model(name)}"
+            f"model_name={c.model_name!r} needs `pretrained`: an open_clip tag (the paper: 'openai'), a checkpoint "
+            f"file, or 'random' for random weights; tags: {open_clip.list_pretrained_tags_by_model(name)}"
         )
-    pp, qg = {}, c.quick_gelu
+    pp, tag = {}, None
     if c.pretrained == "random":
         path = None
     elif os.path.isfile(os.path.expanduser(c.pretrained)):
@@ -423,30 +496,28 @@ def _named_model(c: ClipConfig):
         path = find_pretrained(name, c.pretrained, c.cache_dir)
         tag = open_clip.get_pretrained_cfg(name, c.pretrained)
         pp = {k: tag[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag}
-        qg = tag.get("quick_gelu", False) if qg is None else qg
     else:
         raise FileNotFoundError(
             f"pretrained={c.pretrained!r} for {name}: no such weights file, and not an open_clip tag "
             f"(tags: {open_clip.list_pretrained_tags_by_model(name)})"
         )
-    if path is not None and qg is None:
-        qg = is_torchscript(path)  # OpenAI archives are QuickGELU models
-    model = open_clip.create_model(name, pretrained=None, force_quick_gelu=bool(qg))
+    built_in = tag.get("quick_gelu", False) if tag is not None else mcfg.get("quick_gelu")
+    model = _clip_from_config(mcfg, resolve_quick_gelu(c.quick_gelu, name, path, built_in))
     if path is not None:
         load_weights(model, path, f" (model {name})")
-    return model, open_clip.get_tokenizer(name), name, path, pp
+    with hub_offline(not c.allow_download):
+        tok = open_clip.get_tokenizer(name)
+    return model, tok, name, path, pp
 
 
-def _schema_model(c: ClipConfig):
-    try:
-        return open_clip.create_model(c.model_name, cache_dir=c.cache_dir), open_clip.get_tokenizer(
-            c.model_name, cache_dir=c.cache_dir
-        )
-    except Exception as e:
-        raise FileNotFoundError(
-            f"could not load {c.model_name} from local files (Hugging Face cache {_hf_cache_dir(c.cache_dir)}, "
-            f"no downloads at run time): {e}"
-        ) from e
+def _hub_model(c: ClipConfig):
+    cfg_file, path = hub_files(c.model_name, c.cache_dir, c.allow_download)
+    mcfg, pp, _ = read_model_config(cfg_file)
+    model = _clip_from_config(mcfg, resolve_quick_gelu(c.quick_gelu, None, path, mcfg.get("quick_gelu")))
+    load_weights(model, path, f" ({c.model_name})")
+    with hub_offline(not c.allow_download):
+        tok = _tokenizer_for(mcfg)
+    return model, tok, c.model_name, path, pp
 
 
 def build_clip(config: ClipConfig | dict):
@@ -456,12 +527,14 @@ def build_clip(config: ClipConfig | dict):
     if c.model_config is not None:
         mcfg, pp, src = read_model_config(c.model_config)
         name = c.model_name or (Path(src).stem if src.endswith(".json") else "custom")
-        model, tok = _clip_from_config(mcfg, c.quick_gelu), _tokenizer_for(mcfg)
         if c.pretrained not in (None, "random"):
             path = Path(pretrained)
+        model = _clip_from_config(mcfg, resolve_quick_gelu(c.quick_gelu, None, path, mcfg.get("quick_gelu")))
+        tok = _tokenizer_for(mcfg)
+        if path is not None:
             load_weights(model, path, f" (model config {src})")
     elif c.model_name and c.model_name.startswith(("hf-hub:", "local-dir:")):
-        (model, tok), name = _schema_model(c), c.model_name
+        model, tok, name, path, pp = _hub_model(c)
     elif c.model_name:
         model, tok, name, path, pp = _named_model(c)
     elif pretrained and os.path.isfile(pretrained) and is_torchscript(pretrained):
@@ -477,22 +550,12 @@ def build_clip(config: ClipConfig | dict):
             + (f"; {pretrained} is not a TorchScript file" if pretrained else "")
         )
     model = model.float().eval().requires_grad_(False)
-    pcfg = {
-        "mean": open_clip.OPENAI_DATASET_MEAN,
-        "std": open_clip.OPENAI_DATASET_STD,
-        **open_clip.get_model_preprocess_cfg(model),
-        **pp,
-    }
-    open_clip.set_model_preprocess_cfg(model, pcfg)
+    mean_std = {"mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD}
+    open_clip.set_model_preprocess_cfg(model, {**mean_std, **open_clip.get_model_preprocess_cfg(model), **pp})
     if path is not None:
         return model, tok, name, file_sha256(path), str(path)
-    return (
-        model,
-        tok,
-        name,
-        state_dict_sha256(model.state_dict()),
-        c.model_name if c.model_name and ":" in c.model_name else "random",
-    )
+    source = c.model_name if c.model_name and ":" in c.model_name else "random"
+    return model, tok, name, state_dict_sha256(model.state_dict()), source
 
 # %% ../nbs/08_clip.ipynb #adf55a82
 def _check_vit(visual: nn.Module, name: str) -> None:
@@ -565,21 +628,18 @@ class ClipBackbone(nn.Module):
         _check_vit(model.visual, model_name)
         self.model, self.tokenizer = model.eval().requires_grad_(False), tokenizer
         self.model_name, self.weights_sha256, self.weights_source = model_name, weights_sha256, weights_source
-        self.contiguous_attention = (
-            True  # enter ContiguousAttentionInputs under CUDA autocast (False: measure without it)
-        )
+        # enter ContiguousAttentionInputs under CUDA autocast (False: measure without it)
+        self.contiguous_attention = True
+        shapes = [(k, list(v.shape)) for k, v in sorted(model.state_dict().items())]
+        self.architecture = short_hash(shapes, 12)  # parameter names and shapes at the native resolution
         if self.config.image_size and self.config.image_size != model.visual.image_size[0]:
             set_image_size(model.visual, int(self.config.image_size))
         pp = open_clip.get_model_preprocess_cfg(model)
         self.mean, self.std = tuple(pp["mean"]), tuple(pp["std"])
-        self.preprocess = open_clip.image_transform(
-            self.image_size,
-            is_train=False,
-            mean=self.mean,
-            std=self.std,
-            interpolation=pp.get("interpolation"),
-            resize_mode=pp.get("resize_mode"),
-        )
+        fill = tuple(int(round(255 * m)) for m in self.mean)  # letterbox padding: 0 after normalisation
+        self.geometry = GeometryTransform(self.image_size, self.config.geometry, fill)
+        self.preprocess = T.Compose([self.geometry, T.ToTensor(), T.Normalize(self.mean, self.std)])
+        self.activation = activation(model)
 
     image_size = property(lambda self: self.model.visual.image_size[0])
     patch_size = property(lambda self: self.model.visual.patch_size[0])
@@ -590,14 +650,21 @@ class ClipBackbone(nn.Module):
 
     @property
     def identity(self) -> dict:
-        "What a feature cache must agree on to be reused."
+        "What features depend on: a cache, a run or a checkpoint made with another identity is not reused."
         return dict(
             model_name=self.model_name,
+            architecture=self.architecture,
             weights_sha256=self.weights_sha256,
+            activation=self.activation,
             image_size=self.image_size,
+            geometry=self.config.geometry,
             dense=self.config.dense,
             rho=self.config.rho,
         )
+
+    def frame(self, width: int, height: int):
+        "The `bacgcn.geometry.Frame` of a `width` x `height` image in this backbone's input."
+        return image_frame(width, height, self.image_size, self.config.geometry)
 
     @contextlib.contextmanager
     def _autocast(self):
@@ -638,7 +705,8 @@ class ClipBackbone(nn.Module):
     encode_images = forward
 
     def __repr__(self):
-        return f"ClipBackbone({self.model_name}, {self.image_size}px, dense={self.config.dense}, rho={self.config.rho}, {self.device})"
+        c = self.config
+        return f"ClipBackbone({self.model_name}, {self.image_size}px {c.geometry}, dense={c.dense}, rho={c.rho}, {self.device})"
 
 # %% ../nbs/08_clip.ipynb #7b045cbb
 @patch
@@ -664,7 +732,6 @@ def encode_categories(self: ClipBackbone, vocab) -> torch.Tensor:
     return F.normalize(w, dim=-1)
 
 
-ClipBackbone.encode_text_categories = ClipBackbone.encode_categories  # the name in HELPERS.md
 
 # %% ../nbs/08_clip.ipynb #049288b0
 def load_clip(
@@ -679,5 +746,4 @@ def load_clip(
     else:
         c = ClipConfig.from_any(None, model_name=model_name, pretrained=pretrained, model_config=model_config, **kwargs)
     model, tok, name, sha, source = build_clip(c)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if c.device == "auto" else c.device
-    return ClipBackbone(model, tok, c, model_name=name, weights_sha256=sha, weights_source=source).to(device)
+    return ClipBackbone(model, tok, c, model_name=name, weights_sha256=sha, weights_source=source).to(resolve_device(c.device))

@@ -7,11 +7,15 @@ Docs: https://bacgcn.github.io/bacgcn/config.html.md"""
 # %% ../nbs/01_config.ipynb #1fa97c2c
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import fields
+from pathlib import Path
+
+import torch
 
 # %% auto #0
-__all__ = ['as_config']
+__all__ = ['as_config', 'deep_merge', 'read_config_file', 'resolve_device']
 
 # %% ../nbs/01_config.ipynb #b16e52f3
 def as_config(cls, config=None, **overrides):
@@ -31,3 +35,39 @@ def as_config(cls, config=None, **overrides):
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {known}")
     return cls(**d)
+
+# %% ../nbs/01_config.ipynb #38af6708
+def deep_merge(base: dict, override: dict | None) -> dict:
+    "A new dict: `base` with `override` merged in recursively (override wins; nested dicts merged, not replaced)."
+    out = dict(base)
+    for k, v in (override or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+# %% ../nbs/01_config.ipynb #432ef3b6
+def read_config_file(path) -> dict:
+    "A config dict from a JSON or YAML file, with an error that names the file."
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text)
+        else:
+            d = json.loads(text)
+    except Exception as e:
+        raise ValueError(f"{path}: not a valid config file ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a config file holds one mapping of field -> value")
+    return d
+
+# %% ../nbs/01_config.ipynb #40a58379
+def resolve_device(device: str = "auto") -> torch.device:
+    "`auto` -> CUDA when available, else the CPU; any other name as torch reads it."
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)

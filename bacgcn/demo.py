@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .experiments import deep_merge
-from .kernel import as_config
+from .config import as_config, deep_merge
+from .files import write_json_atomic
 from .metrics import average_precision, mean_average_precision
-from .train import TrainConfig, write_json
+from .train import TrainConfig
 
 # %% auto #0
 __all__ = ['SIZE_BUCKETS', 'ABLATIONS', 'DIAGNOSIS_RUNS', 'largest_instance_buckets', 'ap_by_size', 'reso_crop_stats',
@@ -189,10 +189,9 @@ def run_reso_diagnosis(
 ) -> dict:
     """The oracle runs and measurements that explain ReSO's effect on small objects (see above).
     `train_labels` (n, C) true labels aligned with `prep.train_ids`; `train_boxes` as `bacgcn.synth.read_boxes`."""
-    from bacgcn.features import FeatureCache
-    from bacgcn.pipeline import _rows_view
+    from bacgcn.features import FeatureCache, FileFeatureSource
+    from bacgcn.pipeline import rows_view
     from bacgcn.reso import ResoConfig
-    from bacgcn.shard import FileFeatureSource
 
     C, work_dir = prep.vocab.n_classes, Path(work_dir)
     if train_labels.shape != (len(prep.train_ids), C):
@@ -224,9 +223,9 @@ def run_reso_diagnosis(
     cache = FeatureCache.open(work_dir / "oracle_reso_crops" / "reso" / "features")
     ok = np.nonzero(cache.valid)[0]
     out["crop_recognition"] = crop_recognition(
-        _rows_view(FileFeatureSource.open(cache), ok),
+        rows_view(FileFeatureSource.open(cache), ok),
         [cache.image_ids[k] for k in ok],
-        _rows_view(prep.train, prep.train_rows),
+        rows_view(prep.train, prep.train_rows),
         prep.train_ids,
         prep.text,
         C,
@@ -362,7 +361,7 @@ def run_demo(
         "seconds": round(time.time() - t0, 1),
         "command": f"bacgcn demo --out {out} --seed {cfg.seed}",
     }
-    write_json(metrics, out / "metrics.json")
+    write_json_atomic(out / "metrics.json", metrics)
     (out / "README.md").write_text(results_markdown(metrics))
     draw_figures(out, prep, results, metrics, cfg)
     log(f"done in {time.time() - t0:.0f} s; results in {out}/ (metrics.json, README.md, figures)")

@@ -8,190 +8,52 @@ Docs: https://bacgcn.github.io/bacgcn/experiments.html.md"""
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import logging
 import math
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from .config import deep_merge
 from .data import Problem
+from .files import file_sha256
+from .geometry import map_extent
+from .protocols import PROTOCOLS, Protocol, caption_files, get_protocol
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'TINYCLIP_NAMES', 'COMPONENTS', 'ABLATIONS', 'REPORTED', 'TABLE_COLUMNS', 'METHOD_LABELS', 'NOT_RUN',
-           'NOT_REPORTED', 'RESULT_COLUMNS', 'Protocol', 'get_protocol', 'protocol_config', 'caption_files',
-           'deep_merge', 'run_name', 'default_out_dir', 'run_config', 'parse_value', 'parse_params', 'experiment_path',
-           'notebook_parameters', 'resolve_out_dir', 'run_notebook', 'read_caption_ids', 'compare_caption_ids',
-           'inspect_data', 'check_data', 'blocking_problems', 'format_problems', 'cli_run', 'cli_check_data',
-           'Ablation', 'ablation_table', 'Reported', 'collect_results', 'table_values', 'main_table', 'to_markdown',
-           'plot_map_history', 'plot_per_class_ap', 'clip_view', 'plot_similarity_overlay', 'plot_reported_vs_measured',
+__all__ = ['TINYCLIP_NAMES', 'COMPONENTS', 'ABLATIONS', 'REPORTED', 'TABLE_COLUMNS', 'METHOD_LABELS', 'NOT_RUN', 'NOT_REPORTED',
+           'RESULT_COLUMNS', 'run_name', 'default_out_dir', 'run_config', 'parse_value', 'parse_params',
+           'experiment_path', 'notebook_parameters', 'check_params', 'resolve_out_dir', 'experiment_identity',
+           'check_run', 'run_notebook', 'read_caption_ids', 'compare_caption_ids', 'inspect_data', 'check_data',
+           'blocking_problems', 'format_problems', 'cli_run', 'cli_check_data', 'Ablation', 'ablation_table',
+           'Reported', 'weights_label', 'collect_results', 'table_values', 'main_table', 'to_markdown',
+           'plot_map_history', 'plot_per_class_ap', 'plot_similarity_overlay', 'plot_reported_vs_measured',
            'runtime_estimate']
 
 # %% ../nbs/18_experiments.ipynb #07b9f24d
-@dataclass(frozen=True)
-class Protocol:
-    "One evaluation protocol: dataset reader, train/test splits, reader options, expected image counts."
-
-    name: str
-    table: str  # column of the main table
-    dataset: str  # bacgcn.data reader: voc2007 | voc2012 | coco2014 | nuswide | labels
-    train_split: str  # trained on with captions (labels never used for training)
-    test_split: str  # evaluated on
-    n_train: int | None  # images of the training split under this protocol (None: as generated)
-    n_test: int | None
-    captions: str  # caption file stem: <captions>_captions.json, <captions>_re_captions.json
-    dataset_options: dict = field(default_factory=dict)  # reader keywords
-    image_root: str | None = None  # `labels` only: image folder, relative to data_root
-    vocab: str | None = None  # None: the dataset's built-in vocabulary; a file name is relative to data_root
-    description: str = ""
-
-
-PROTOCOLS = {
-    p.name: p
-    for p in [
-        Protocol(
-            "voc2007",
-            "VOC2007",
-            "voc2007",
-            "trainval",
-            "test",
-            5011,
-            4952,
-            "voc2007",
-            {"difficult": "ignore"},
-            description="PASCAL VOC2007 Main: train on trainval (5,011), test on test (4,952); difficult-only classes ignored in the AP.",
-        ),
-        Protocol(
-            "voc2012",
-            "VOC2012",
-            "voc2012",
-            "train",
-            "val",
-            1464,
-            1449,
-            "voc2012",
-            {"image_set": "Segmentation", "difficult": "ignore"},
-            description="As in the authors' release: captions for the 1,464 Segmentation-train images, evaluated on the 1,449 Segmentation-val images.",
-        ),
-        Protocol(
-            "voc2012-main",
-            "VOC2012",
-            "voc2012",
-            "train",
-            "val",
-            5717,
-            5823,
-            "voc2012",
-            {"difficult": "ignore"},
-            description="VOC2012 Main train/val (5,717 / 5,823), the split of CDUL and CCD; needs captions of the Main train images "
-            "(generated with bacgcn.captioner into a folder of their own).",
-        ),
-        Protocol(
-            "coco2014",
-            "COCO2014",
-            "coco2014",
-            "train2014",
-            "val2014",
-            82081,
-            40137,
-            "coco2014",
-            description="COCO2014 train (82,081 labelled images) / val (40,137 labelled images); images without annotations dropped.",
-        ),
-        Protocol(
-            "nuswide",
-            "NUS-WIDE",
-            "nuswide",
-            "Train",
-            "Test",
-            161789,
-            107859,
-            "nuswide",
-            description="NUS-WIDE, 81 concepts, official TrainImagelist / TestImagelist (161,789 / 107,859 entries; unreadable images left out).",
-        ),
-        Protocol(
-            "synthetic",
-            "synthetic",
-            "labels",
-            "train_cls.txt",
-            "test_cls.txt",
-            None,
-            None,
-            "train",
-            {"ext": ".png"},
-            image_root="images",
-            vocab="synth.json",
-            description="The built-in synthetic benchmark (bacgcn.synth.make_benchmark): label lists, PNG images, simulated captions.",
-        ),
-    ]
-}
-
-_ALIASES = {"labels": "synthetic", "synth": "synthetic", "voc2012-release": "voc2012", "coco": "coco2014"}
-
-
-def get_protocol(name: str | Protocol) -> Protocol:
-    "A protocol by name; a dataset name (`labels` included) gives its default protocol."
-    if isinstance(name, Protocol):
-        return name
-    key = _ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in PROTOCOLS:
-        raise ValueError(f"unknown protocol or dataset {name!r}: expected one of {list(PROTOCOLS)}")
-    return PROTOCOLS[key]
-
-# %% ../nbs/18_experiments.ipynb #716e3a59
-def protocol_config(protocol: str | Protocol, data_root: str | Path, dataset_options: dict | None = None) -> dict:
-    "The dataset fields of an `ExperimentConfig` for `protocol` with data at `data_root` (extra reader options merged in)."
-    p, root = get_protocol(protocol), Path(str(data_root)).expanduser()
-    d = dict(
-        dataset=p.dataset,
-        data_root=str(root),
-        train_split=p.train_split,
-        test_split=p.test_split,
-        dataset_options={**p.dataset_options, **(dataset_options or {})},
-        vocab=None,
-        image_root=None,
-    )
-    if p.image_root is not None:
-        d["image_root"] = str(root / p.image_root)
-    if p.vocab is not None:
-        d["vocab"] = str(root / p.vocab) if p.vocab.endswith(".json") else p.vocab
-    return d
-
-
-def caption_files(
-    captions_dir: str | Path, stem: str, captions_file: str | None = None, recaptions_file: str | None = None
-) -> tuple[Path, Path | None]:
-    """(captions, re-captions) paths. Defaults: `<dir>/<stem>_captions.json`, and `<dir>/<stem>_re_captions.json`
-    when that file exists; `recaptions_file=""` means none. Given names are relative to `captions_dir`."""
-    d = Path(str(captions_dir)).expanduser()
-    caps = d / (captions_file or f"{stem}_captions.json")
-    if recaptions_file == "":
-        return caps, None
-    if recaptions_file is None:
-        default = d / f"{stem}_re_captions.json"
-        return caps, (default if default.is_file() else None)
-    return caps, d / recaptions_file
-
-# %% ../nbs/18_experiments.ipynb #f8d143b1
-def deep_merge(base: dict, override: dict | None) -> dict:
-    "A new dict: `base` with `override` merged in recursively (override wins; nested dicts merged, not replaced)."
-    out = dict(base)
-    for k, v in (override or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-# %% ../nbs/18_experiments.ipynb #ffa7804a
 def _slug(s) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(s)).strip("-") or "x"
 
 
-TINYCLIP_NAMES = (
-    "tinyclip",
-    "tinyclip-synth",
-)  # clip_model naming the package's shipped tiny CLIP (synthetic benchmark)
+TINYCLIP_NAMES = ("tinyclip", "tinyclip-synth")  # clip_model naming the package's shipped tiny CLIP
+
+
+def _weights_label(pretrained) -> str:
+    "An open_clip tag as it is, `random`, or `file-<8 hex digits of the file's SHA-256>` for a weights file."
+    w = str(pretrained or "random")
+    path = Path(w).expanduser()
+    if path.is_file():
+        return f"file-{file_sha256(path)[:8]}"
+    if "/" in w or os.sep in w or w.endswith((".pt", ".pth", ".bin", ".safetensors")):
+        return "file-missing"
+    return w
 
 
 def run_name(
@@ -199,6 +61,7 @@ def run_name(
     clip_model: str | None = "ViT-B-16",
     clip_pretrained: str | None = "openai",
     image_size: int | None = None,
+    geometry: str = "squash",
     dense: str = "maskclip",
     epochs: int = 16,
     reso: bool = True,
@@ -208,44 +71,34 @@ def run_name(
     train: dict | None = None,
     **_,
 ) -> str:
-    "`<clip>-<weights>-<size>-<dense>-<reso schedule>-e<epochs>-s<seed>` from the effective settings."
-    c = deep_merge(dict(model_name=clip_model, pretrained=clip_pretrained, image_size=image_size, dense=dense), clip)
+    "`<clip>-<weights>[-<activation>]-<size>-<geometry>-<dense>-<reso schedule>-e<epochs>-s<seed>`."
+    base = dict(model_name=clip_model, pretrained=clip_pretrained, image_size=image_size, geometry=geometry, dense=dense)
+    c = deep_merge(base, clip)
     t = deep_merge(dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed), train)
     model = c["model_name"] or ("custom" if c.get("model_config") is not None else Path(str(c["pretrained"])).stem)
-    w = str(c["pretrained"] or "random")
-    weights = "file" if "/" in w or os.sep in w or w.endswith((".pt", ".pth", ".bin", ".safetensors")) else w
+    weights = _weights_label(c["pretrained"])
     if model in TINYCLIP_NAMES and c.get("model_config") is None:
         model, weights = "tinyclip", "shipped"
+    act = {True: ["qgelu"], False: ["gelu"]}.get(c.get("quick_gelu"), [])
     reso_part = f"reso{t['reso_start_epoch']}" if t["reso"] else "noreso"
-    return "-".join(
-        _slug(x)
-        for x in [
-            model,
-            weights,
-            c["image_size"] or "native",
-            c["dense"],
-            reso_part,
-            f"e{t['epochs']}",
-            f"s{t['seed']}",
-        ]
-    )
+    parts = [model, weights, *act, c["image_size"] or "native", c["geometry"], c["dense"], reso_part]
+    return "-".join(_slug(x) for x in [*parts, f"e{t['epochs']}", f"s{t['seed']}"])
 
 
 def default_out_dir(experiment: str, params: dict, results_root: str | Path = "results") -> Path:
     "Where an experiment writes when its `out_dir` parameter is None."
     name = Path(str(experiment)).stem
-    if name == "report":
-        return Path(str(params.get("results_root") or results_root))
     root = Path(str(params.get("results_root") or results_root))
+    if name == "report":
+        return root
     if name == "run":
-        return (
-            root / get_protocol(params.get("protocol", "voc2007")).name / (params.get("run_name") or run_name(**params))
-        )
+        proto = get_protocol(params.get("protocol", "voc2007")).name
+        return root / proto / (params.get("run_name") or run_name(**params))
     if name == "ablation":
         return root / get_protocol(params.get("protocol", "voc2007")).name / "ablation"
     return root / name
 
-# %% ../nbs/18_experiments.ipynb #c2e57869
+# %% ../nbs/18_experiments.ipynb #716e3a59
 def run_config(
     protocol: str = "voc2007",
     data_root: str = "",
@@ -257,6 +110,7 @@ def run_config(
     clip_pretrained: str | None = "openai",
     clip_cache_dir: str | None = None,
     image_size: int | None = None,
+    geometry: str = "squash",
     dense: str = "maskclip",
     epochs: int = 16,
     reso: bool = True,
@@ -275,56 +129,35 @@ def run_config(
     vocab: str | None = None,
     zero_shot: bool = True,
     strict: bool = False,
+    **_,
 ):
     "The `bacgcn.pipeline.ExperimentConfig` of one run of `run.ipynb` (see its parameters cell for each argument)."
     from bacgcn.pipeline import ExperimentConfig
 
     p = get_protocol(protocol)
     caps, recaps = caption_files(captions_dir or data_root, p.captions, captions_file, recaptions_file)
-    clip_d = deep_merge(
-        dict(
-            model_name=clip_model,
-            pretrained=clip_pretrained,
-            cache_dir=clip_cache_dir,
-            image_size=image_size,
-            dense=dense,
-            device=device,
-        ),
-        clip,
-    )
+    clip_base = dict(model_name=clip_model, pretrained=clip_pretrained, cache_dir=clip_cache_dir, image_size=image_size,
+                     geometry=geometry, dense=dense, device=device)  # fmt: skip
+    clip_d = deep_merge(clip_base, clip)
     if clip_d.get("model_name") in TINYCLIP_NAMES and clip_d.get("model_config") is None:  # the shipped tiny CLIP
         from bacgcn.tinyclip import tiny_clip_files
 
         f = tiny_clip_files()
-        clip_d.update(
-            model_name="tinyclip-synth",
-            model_config=str(f["config"]),
-            pretrained=str(f["weights"]) if clip_d.get("pretrained") in (None, "openai") else clip_d["pretrained"],
-        )
-    train_d = deep_merge(
-        dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, device=device), train
-    )
+        pretrained = str(f["weights"]) if clip_d.get("pretrained") in (None, "openai") else clip_d["pretrained"]
+        clip_d.update(model_name="tinyclip-synth", model_config=str(f["config"]), pretrained=pretrained)
+    train_base = dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, device=device)
+    train_d = deep_merge(train_base, train)
     if out_dir is None:
-        names = dict(
-            clip_model=clip_model,
-            clip_pretrained=clip_pretrained,
-            image_size=image_size,
-            dense=dense,
-            epochs=epochs,
-            reso=reso,
-            reso_start_epoch=reso_start_epoch,
-            seed=seed,
-            clip=clip,
-            train=train,
-        )
-        out_dir = str(
-            default_out_dir("run", dict(protocol=p.name, run_name=run_name, results_root=results_root, **names))
-        )
-    d = protocol_config(p, data_root, dataset_options)
-    if vocab is not None:
-        d["vocab"] = vocab
+        names = dict(clip_model=clip_model, clip_pretrained=clip_pretrained, image_size=image_size, geometry=geometry,
+                     dense=dense, epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, clip=clip,
+                     train=train)  # fmt: skip
+        params = dict(protocol=p.name, run_name=run_name, results_root=results_root, **names)
+        out_dir = str(default_out_dir("run", params))
     return ExperimentConfig(
-        **d,
+        protocol=p.name,
+        data_root=str(Path(str(data_root)).expanduser()),
+        dataset_options=dict(dataset_options or {}),
+        vocab=vocab,
         captions=str(caps),
         recaptions=None if recaps is None else str(recaps),
         caption_config=dict(caption_config or {}),
@@ -423,6 +256,16 @@ def notebook_parameters(path: str | Path) -> dict:
             pass
     return out
 
+
+def check_params(path: str | Path, params: dict) -> None:
+    "Refuse parameters that the notebook at `path` does not have (papermill would only warn), listing those it has."
+    import papermill as pm
+
+    known = list(pm.inspect_notebook(str(path)))
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"{Path(path).name} has no parameter {', '.join(unknown)}; its parameters are: {', '.join(known)}")
+
 # %% ../nbs/18_experiments.ipynb #a4be51e0
 def resolve_out_dir(experiment: str | Path, params: dict, out_dir: str | Path | None = None) -> Path:
     "The output folder of a run of `experiment` with `params`."
@@ -434,10 +277,53 @@ def resolve_out_dir(experiment: str | Path, params: dict, out_dir: str | Path | 
     return default_out_dir(path.stem, {**notebook_parameters(path), **params})
 
 
+def experiment_identity(experiment: str | Path, params: dict) -> dict | None:
+    "What a run of `experiment` with `params` is (`bacgcn.pipeline.run_identity`); None for notebooks without one."
+    from bacgcn.clip import load_clip
+    from bacgcn.pipeline import run_identity
+
+    path = experiment_path(experiment)
+    if path.stem not in ("run", "ablation"):
+        return None
+    p = {**notebook_parameters(path), **params}
+    if path.stem == "ablation":
+        p["reso"] = True  # the grid's base: its variants differ from it in their training config only
+    keys = set(inspect.signature(run_config).parameters)
+    cfg = run_config(**{k: v for k, v in p.items() if k in keys})
+    return run_identity(cfg, cfg.data_spec(), load_clip(cfg.clip))
+
+
 def _error_text(e: BaseException) -> str:
     if hasattr(e, "ename") and hasattr(e, "evalue"):  # papermill.PapermillExecutionError
         return f"{e.ename}: {e.evalue} (cell {getattr(e, 'exec_count', '?')})"
     return f"{type(e).__name__}: {e}"
+
+
+class _LineEcho(logging.Handler):
+    "Passes the notebook's printed lines (papermill's `log_output`) on to a stream, without papermill's decoration."
+
+    def __init__(self, stream):
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record):
+        for line in str(record.getMessage()).splitlines():
+            if line.strip() and not line.startswith(("Executing notebook", "Input Notebook", "Output Notebook")):
+                print(f"  | {line}", file=self.stream, flush=True)
+
+
+def check_run(experiment: str | Path, params: dict, out_dir: str | Path | None = None) -> Path:
+    "The output folder of a run, after checking its parameters and that the folder is not another run's (see above)."
+    from bacgcn.pipeline import RUN_FILE, check_run_folder
+
+    path = experiment_path(experiment)
+    check_params(path, params)
+    out = resolve_out_dir(path, params, out_dir)
+    if (out / RUN_FILE).exists() and not params.get("overwrite"):
+        identity = experiment_identity(path, params)
+        if identity is not None:
+            check_run_folder(out, identity)
+    return out
 
 
 def run_notebook(
@@ -446,36 +332,37 @@ def run_notebook(
     out_dir: str | Path | None = None,
     *,
     kernel_name: str = "python3",
-    progress: bool = False,
+    log: bool = False,
     cwd: str | Path | None = None,
+    stream=None,
+    checked: bool = False,
 ) -> Path:
-    "Execute `experiment` with `params` into `<out_dir>/<experiment>.ipynb`; on failure write `<out_dir>/FAILED` and re-raise."
+    """Execute `experiment` with `params` into `<out_dir>/<experiment>.ipynb`; on failure write `<out_dir>/FAILED` and
+    re-raise. A folder that holds another run is refused before anything is written (`check_run`; `checked=True`:
+    the caller has just checked)."""
     import papermill as pm
 
-    path, params = (
-        experiment_path(experiment),
-        json.loads(json.dumps(params or {}, default=str)),
-    )  # plain values for papermill
-    out = resolve_out_dir(path, params, out_dir)
+    path, params = experiment_path(experiment), json.loads(json.dumps(params or {}, default=str))  # plain values
+    out = resolve_out_dir(path, params, out_dir) if checked else check_run(path, params, out_dir)
     params["out_dir"] = str(out)
     out.mkdir(parents=True, exist_ok=True)
     target, failed = out / f"{path.stem}.ipynb", out / "FAILED"
+    echo = _LineEcho(stream or sys.stderr) if log else None
+    logger = logging.getLogger("papermill")
+    if echo:
+        logger.addHandler(echo)
+        logger.setLevel(logging.INFO)
     try:
-        pm.execute_notebook(
-            str(path),
-            str(target),
-            parameters=params,
-            kernel_name=kernel_name,
-            progress_bar=progress,
-            cwd=str(cwd or Path.cwd()),
-            log_output=False,
-        )
+        pm.execute_notebook(str(path), str(target), parameters=params, kernel_name=kernel_name, progress_bar=False,
+                            cwd=str(cwd or Path.cwd()), log_output=log)  # fmt: skip
     except BaseException as e:  # KeyboardInterrupt too: the folder must say that it is incomplete
-        failed.write_text(
-            f"{path.stem} failed at {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n{_error_text(e)}\n"
-            f"executed notebook: {target}\nparameters: {json.dumps(params, default=str)}\n"
-        )
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        failed.write_text(f"{path.stem} failed at {when}\n{_error_text(e)}\nexecuted notebook: {target}\n"
+                          f"parameters: {json.dumps(params, default=str)}\n")  # fmt: skip
         raise
+    finally:
+        if echo:
+            logger.removeHandler(echo)
     failed.unlink(missing_ok=True)
     return target
 
@@ -629,17 +516,18 @@ def format_problems(problems: list[Problem]) -> str:
     )
 
 # %% ../nbs/18_experiments.ipynb #984546d7
-def cli_run(experiment: str, params_pairs, out: str | None = None) -> int:
-    "`bacgcn run EXPERIMENT -p key value ... [--out DIR]`: 0 on success, 1 when the notebook failed (folder marked FAILED)."
+def cli_run(experiment: str, params_pairs, out: str | None = None, quiet: bool = False) -> int:
+    "`bacgcn run EXPERIMENT -p key value ... [--out DIR] [--quiet]`: 0 on success, 1 when the notebook failed."
     params = parse_params(params_pairs)
     path = experiment_path(experiment)
-    out_dir = resolve_out_dir(path, params, out)
+    out_dir = check_run(path, params, out)  # bad parameters or another run's folder: an error, nothing written
     print(f"bacgcn run: {path} -> {out_dir}", flush=True)
     try:
-        nb = run_notebook(path, params, out_dir)
+        nb = run_notebook(path, params, out_dir, log=not quiet, checked=True)
     except Exception as e:
         print(
-            f"bacgcn run: {path.stem} failed: {_error_text(e)}\n  marked {out_dir / 'FAILED'}; executed notebook: {out_dir / (path.stem + '.ipynb')}",
+            f"bacgcn run: {path.stem} failed: {_error_text(e)}\n  marked {out_dir / 'FAILED'}; "
+            f"executed notebook: {out_dir / (path.stem + '.ipynb')}",
             file=sys.stderr,
         )
         return 1
@@ -650,17 +538,15 @@ def cli_run(experiment: str, params_pairs, out: str | None = None) -> int:
 def cli_check_data(
     dataset: str, data_root: str, captions: str | None = None, recaptions: str | None = None, split: str | None = None
 ) -> int:
-    "`bacgcn check-data DATASET --data-root R [--captions F|DIR] [--recaptions F] [--split S]`: 0 when nothing is missing, else 1."
+    "`bacgcn check-data PROTOCOL --data-root R [--captions F|DIR] [--recaptions F] [--split S]`: 0 when complete, else 1."
     p = get_protocol(dataset)
     probs, found = inspect_data(dataset, data_root, captions, split, recaptions)
     print(f"protocol {p.name}: {p.description}")
     for s, ds in found.items():
         expected = {p.train_split: p.n_train, p.test_split: p.n_test}.get(s)
-        note = (
-            ""
-            if expected is None
-            else (" (as the protocol expects)" if expected == len(ds) else f" (the protocol expects {expected:,})")
-        )
+        note = ""
+        if expected is not None:
+            note = " (as the protocol expects)" if expected == len(ds) else f" (the protocol expects {expected:,})"
         print(f"  split {s}: {len(ds):,} images{note}")
     print(format_problems(probs))
     return 1 if probs else 0
@@ -758,8 +644,8 @@ REPORTED = [
     ),
     Reported(
         "TagCLIP",
-        {"VOC2007": 92.8, "COCO2014": 68.8},
-        "Lin et al., AAAI 2024, as listed in the BAC-GCN paper and README",
+        {"VOC2007": 92.8, "COCO2014": 68.8, "NUS-WIDE": 35.0},
+        "Lin et al., AAAI 2024, as listed in the BAC-GCN README's table",
     ),
     Reported(
         "PIAA",
@@ -784,37 +670,28 @@ METHOD_LABELS = {
 NOT_RUN, NOT_REPORTED = "not run", "–"
 
 # %% ../nbs/18_experiments.ipynb #67c6fb56
-RESULT_COLUMNS = [
-    "protocol",
-    "table",
-    "experiment",
-    "variant",
-    "run",
-    "method",
-    "mAP",
-    "CF1",
-    "OF1",
-    "n_train",
-    "n_test",
-    "clip",
-    "seed",
-    "device",
-    "data_root",
-    "status",
-    "error",
-    "path",
-    "modified",
-]
+RESULT_COLUMNS = ["protocol", "exact", "table", "experiment", "variant", "run", "method", "mAP", "CF1", "OF1",
+                  "n_train", "n_test", "clip", "weights", "seed", "device", "data_root", "status", "error", "path",
+                  "modified"]  # fmt: skip
 
 
-def _protocol_of(m: dict, rel: Path) -> str:
-    if m.get("protocol"):
-        return str(m["protocol"])
-    for part in rel.parts:
-        if part in PROTOCOLS or part in _ALIASES:
-            return _ALIASES.get(part, part)  # results/synth/: `bacgcn demo`
-    ds = str(m.get("dataset", ""))
-    return "synthetic" if ds == "labels" else ds
+def _protocol_of(m: dict, rel: Path) -> str | None:
+    if "protocol" in m:
+        return m["protocol"]
+    for part in rel.parts:  # results/synth/: `bacgcn demo`
+        try:
+            return get_protocol(part).name
+        except ValueError:
+            continue
+    return m.get("dataset")
+
+
+def weights_label(clip: dict) -> str:
+    "Which weights produced a run: 12 hex digits of their SHA-256, 'random', or 'unknown'."
+    if clip.get("weights_source") == "random":
+        return "random"
+    sha = clip.get("weights_sha256")
+    return sha[:12] if sha else "unknown"
 
 
 def collect_results(results_root: str | Path):
@@ -841,6 +718,7 @@ def collect_results(results_root: str | Path):
         clip = m.get("clip") or (m.get("model") or {}).get("clip") or {}
         base = dict(
             protocol=proto,
+            exact=bool(m.get("protocol_exact", False)),
             table=PROTOCOLS[proto].table if proto in PROTOCOLS else proto,
             experiment=m.get("experiment", "run"),
             variant=m.get("variant"),
@@ -848,6 +726,7 @@ def collect_results(results_root: str | Path):
             n_train=m.get("n_train", data.get("n_train")),
             n_test=m.get("n_test", data.get("n_test")),
             clip=clip.get("model_name"),
+            weights=weights_label(clip),
             seed=m.get("seed"),
             device=m.get("device"),
             data_root=data.get("data_root", m.get("data_root")),
@@ -869,7 +748,8 @@ def collect_results(results_root: str | Path):
                     "OF1": v.get("OF1", np.nan),
                 }
             )
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return df.astype({"n_train": "Int64", "n_test": "Int64", "seed": "Int64"})  # counts stay integers beside NaN
 
 # %% ../nbs/18_experiments.ipynb #aecd1f6c
 def table_values(results, columns: dict | None = None):
@@ -877,7 +757,9 @@ def table_values(results, columns: dict | None = None):
     import pandas as pd
 
     columns = TABLE_COLUMNS if columns is None else columns
-    ok = results[(results["status"] == "ok") & (results["experiment"] == "run") & results["method"].notna()]
+    ok = results[
+        (results["status"] == "ok") & (results["experiment"] == "run") & results["exact"] & results["method"].notna()
+    ]
     rows = []
     for col, proto in columns.items():
         sel = ok[ok["protocol"] == proto]
@@ -968,27 +850,20 @@ def plot_per_class_ap(
     return ax
 
 
-def clip_view(path, size: int) -> np.ndarray:
-    "The image as CLIP's preprocessing frames it (shorter side to `size`, centre crop), (size, size, 3) in [0, 1]."
-    from PIL import Image
-
-    im = Image.open(path).convert("RGB")
-    s = size / min(im.size)
-    im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BICUBIC)
-    l, t = (im.width - size) // 2, (im.height - size) // 2
-    return np.asarray(im.crop((l, t, l + size, t + size)), dtype=np.float32) / 255
-
-
-def plot_similarity_overlay(image: np.ndarray, sim: np.ndarray, grid: tuple[int, int], ax=None, title: str = ""):
-    "A similarity map `sim` (N = gh*gw patches) upsampled to the image and drawn over it."
+def plot_similarity_overlay(image, sim, grid: tuple[int, int], frame=None, ax=None, title: str = ""):
+    """A similarity map `sim` (N = gh*gw patches) drawn over `image` (a PIL image or an (H, W, 3) array). With the
+    image's `frame` (`ClipBackbone.frame`) the map is placed where the model's input saw it; without, it spans the image."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(2.2, 2.2))
+    image = np.asarray(image)
     H, W = image.shape[:2]
-    m = np.asarray(sim, dtype=float).reshape(grid)
+    extent = (0, W, H, 0) if frame is None else map_extent(frame)
     ax.imshow(image)
-    ax.imshow(m, cmap="jet", alpha=0.45, extent=(0, W, H, 0), interpolation="bilinear")
+    ax.imshow(np.asarray(sim, dtype=float).reshape(grid), cmap="jet", alpha=0.45, extent=extent, interpolation="bilinear")
+    ax.set_xlim(0, W)
+    ax.set_ylim(H, 0)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     return ax

@@ -16,23 +16,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-
 from .config import as_config
+from .files import short_hash, stat_fingerprint, write_json_atomic
 
 # %% auto #0
-__all__ = ['MANIFEST', 'CACHE_VERSION', 'ARRAY_NAMES', 'IDENTITY_FIELDS', 'BACKGROUNDS', 'FeatureConfig', 'background_rgb',
-           'ImageReadError', 'to_rgb', 'read_image', 'write_json_atomic', 'read_manifest', 'FeatureCache',
-           'plan_batches', 'extract_features', 'encode_images_from_paths']
+__all__ = ['MANIFEST', 'CACHE_VERSION', 'ARRAY_NAMES', 'IDENTITY_FIELDS', 'STORAGE_FIELDS', 'BACKGROUNDS', 'FEATURE_KEYS',
+           'FeatureConfig', 'background_rgb', 'ImageReadError', 'to_rgb', 'read_image', 'read_manifest', 'FeatureCache',
+           'open_arrays', 'create_arrays', 'as_items', 'cache_header', 'check_compatible', 'cache_path', 'plan_batches',
+           'start_cache', 'extract_features', 'FeatureSource', 'NpyFile', 'FileFeatureSource',
+           'encode_images_from_paths']
 
 # %% ../nbs/09_features.ipynb #696eb93d
 MANIFEST = "manifest.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ARRAY_NAMES = ("patches", "global", "g_h", "g_hc", "attn")
-IDENTITY_FIELDS = ("model_name", "weights_sha256", "image_size", "dense", "rho")  # a cache is reused only if all agree
+# a cache is reused only if all of these agree: the backbone's identity ...
+IDENTITY_FIELDS = ("model_name", "architecture", "weights_sha256", "activation", "image_size", "geometry", "dense", "rho")
+# ... how the arrays are stored, and which images went in
+STORAGE_FIELDS = ("n_patches", "embed_dim", "dtype", "alpha_background")
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 
 
@@ -41,14 +46,11 @@ class FeatureConfig:
     "How to run the extraction. Accepts a dict too (`FeatureConfig.from_any`)."
 
     batch_size: int = 64  # images per backbone call
-    num_workers: int = min(
-        4, os.cpu_count() or 1
-    )  # DataLoader worker processes decoding images (0: in the main process)
+    num_workers: int = min(4, os.cpu_count() or 1)  # DataLoader processes decoding images (0: the main process)
     chunk_size: int = 1024  # images per resumable unit; a resumed cache keeps the chunk size it was made with
     dtype: str = "float16"  # stored precision: "float16" (default) or "float32"
-    alpha_background: str | tuple = (
-        "white"  # colour under transparent pixels: "white", "black", "mean" (CLIP's mean) or (r, g, b)
-    )
+    # colour under transparent pixels: "white", "black", "mean" (CLIP's mean) or (r, g, b)
+    alpha_background: str | tuple = "white"
     pin_memory: bool | None = None  # None: pinned batches when the backbone is on CUDA
 
     def __post_init__(self):
@@ -117,7 +119,7 @@ def read_image(path, background: tuple[int, int, int] = (255, 255, 255)) -> Imag
             im.load()  # decode every byte now, so truncation is detected here
             if im.width == 0 or im.height == 0:
                 raise ImageReadError(f"empty: {p} has size {im.size}")
-            return to_rgb(im, background)
+            return to_rgb(ImageOps.exif_transpose(im), background)  # as displayed
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -129,23 +131,6 @@ def read_image(path, background: tuple[int, int, int] = (255, 255, 255)) -> Imag
         raise ImageReadError(f"unreadable: {p}: {type(e).__name__}: {e}") from None
 
 # %% ../nbs/09_features.ipynb #429a3067
-def write_json_atomic(path, obj, indent: int | None = 1, default=None) -> Path:
-    """Write `obj` as JSON to `path` via a temporary file and `os.replace`: readers see the old or the new file, never half of one.
-    `indent=None` writes one line (the released caption files' style); `default` as in `json.dump`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, default=default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def read_manifest(cache_dir) -> dict:
     "The manifest of the feature cache in `cache_dir`."
     p = Path(cache_dir) / MANIFEST
@@ -171,7 +156,7 @@ class FeatureCache:
     def open(cls, cache_dir) -> FeatureCache:
         "Open the cache in `cache_dir`; arrays are `np.memmap`s opened read-only."
         m = read_manifest(cache_dir)
-        return cls(cache_dir, m, _open_arrays(Path(cache_dir), m, "r"))
+        return cls(cache_dir, m, open_arrays(Path(cache_dir), m, "r"))
 
     patches = property(lambda self: self.arrays["patches"])
     global_ = property(lambda self: self.arrays["global"])
@@ -211,9 +196,10 @@ class FeatureCache:
         return len(self.image_ids)
 
     def __repr__(self):
+        m = self.manifest
         return (
-            f"FeatureCache({self.path}, {len(self)} images, {int(self.valid.sum())} valid, {len(self.manifest['failed'])} failed, "
-            f"{self.manifest['model_name']} {self.manifest['image_size']}px {self.manifest['dense']}, complete={self.complete})"
+            f"FeatureCache({self.path}, {len(self)} images, {int(self.valid.sum())} valid, {len(m['failed'])} failed, "
+            f"{m['model_name']} {m['image_size']}px {m['geometry']} {m['dense']}, complete={self.complete})"
         )
 
 # %% ../nbs/09_features.ipynb #b1670b9d
@@ -222,7 +208,8 @@ def _shapes(m: dict) -> dict:
     return {"patches": (N, P, D), "global": (N, D), "g_h": (N, D), "g_hc": (N, D), "attn": (N, P)}
 
 
-def _open_arrays(cache_dir: Path, m: dict, mode: str) -> dict:
+def open_arrays(cache_dir: Path, m: dict, mode: str) -> dict:
+    "The cache's .npy arrays as memory maps in `mode`, after checking their shapes and dtype against the manifest."
     out = {}
     for name, shape in _shapes(m).items():
         f = cache_dir / f"{name}.npy"
@@ -237,7 +224,7 @@ def _open_arrays(cache_dir: Path, m: dict, mode: str) -> dict:
     return out
 
 
-def _create_arrays(cache_dir: Path, m: dict) -> dict:
+def create_arrays(cache_dir: Path, m: dict) -> dict:
     "Fresh zero-filled .npy memmaps (sparse on disk until written)."
     return {
         name: np.lib.format.open_memmap(cache_dir / f"{name}.npy", mode="w+", dtype=np.dtype(m["dtype"]), shape=shape)
@@ -268,10 +255,11 @@ def _collate(batch: list):
     return idx, (torch.stack([x for _, x in ok]) if ok else None), [(i, r) for i, _, r in batch if r is not None]
 
 
-def _as_items(items) -> list[tuple[str, str | None]]:
+def as_items(items) -> list[tuple[str, str | None]]:
+    "(image id, absolute path or None) pairs of a dataset or of (id, path) pairs; duplicate ids are an error."
     if hasattr(items, "image_ids") and hasattr(items, "image_paths"):
         items = list(zip(items.image_ids, items.image_paths))
-    items = [(str(i), None if p is None else str(p)) for i, p in items]
+    items = [(str(i), None if p is None else str(Path(p).expanduser().absolute())) for i, p in items]
     if not items:
         raise ValueError("no images to extract")
     seen, dup = set(), []
@@ -284,8 +272,10 @@ def _as_items(items) -> list[tuple[str, str | None]]:
     return items
 
 
-def _header(items: list, backbone, cfg: FeatureConfig) -> dict:
+def cache_header(items: list, backbone, cfg: FeatureConfig) -> dict:
+    "The manifest fields that say what a cache of `items` (from `as_items`) made by `backbone` under `cfg` holds."
     bg = background_rgb(cfg.alpha_background, getattr(backbone, "mean", None))
+    paths = [p for _, p in items]
     return dict(
         version=CACHE_VERSION,
         **backbone.identity,
@@ -296,26 +286,40 @@ def _header(items: list, backbone, cfg: FeatureConfig) -> dict:
         chunk_size=int(cfg.chunk_size),
         n_images=len(items),
         image_ids=[i for i, _ in items],
-        paths=[p for _, p in items],
+        paths=paths,
+        fingerprint=stat_fingerprint(paths),
     )
 
 
-def _check_compatible(old: dict, new: dict, cache_dir) -> None:
-    for k in (*IDENTITY_FIELDS, "n_patches", "embed_dim", "dtype", "alpha_background"):
+def _first_difference(a: list, b: list) -> int:
+    return next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def check_compatible(old: dict, new: dict, cache_dir) -> None:
+    "Refuse to reuse the cache in `cache_dir` (manifest `old`) for a run whose header is `new`, naming what differs."
+    how = "use another cache folder or recompute it with overwrite=True (bacgcn extract --overwrite)"
+    for k in (*IDENTITY_FIELDS, *STORAGE_FIELDS):
         if old.get(k) != new[k]:
+            raise ValueError(f"feature cache {cache_dir} was made with {k}={old.get(k)!r}, this run has {k}={new[k]!r}; {how}")
+    for k, what in (("image_ids", "image list"), ("paths", "image files")):
+        if old[k] != new[k]:
+            j = _first_difference(old[k], new[k])
+            first = f"{old[k][j]!r} there, {new[k][j]!r} here" if j < min(len(old[k]), len(new[k])) else "lengths"
             raise ValueError(
-                f"feature cache {cache_dir} was made with {k}={old.get(k)!r}, this run has {k}={new[k]!r}; "
-                f"use another cache_dir or pass overwrite=True to recompute"
+                f"feature cache {cache_dir} holds another {what} ({old['n_images']} images, this run "
+                f"{new['n_images']}; first difference at position {j}: {first}); {how}"
             )
-    if old["image_ids"] != new["image_ids"]:
-        j = next(
-            (j for j, (a, b) in enumerate(zip(old["image_ids"], new["image_ids"])) if a != b),
-            min(old["n_images"], new["n_images"]),
-        )
+    if old.get("fingerprint") != new["fingerprint"]:
         raise ValueError(
-            f"feature cache {cache_dir} holds a different image list ({old['n_images']} images, this run {new['n_images']}; "
-            f"first difference at position {j}); use another cache_dir or pass overwrite=True"
+            f"feature cache {cache_dir}: image files changed since it was made (size or modification time); {how}"
         )
+
+
+def cache_path(cache_dir, name: str, backbone, items, config: FeatureConfig | dict | None = None) -> Path:
+    "`cache_dir/<name>-<hash of the backbone identity, the images and the storage settings>`."
+    head = cache_header(as_items(items), backbone, FeatureConfig.from_any(config))
+    key = {k: head[k] for k in (*IDENTITY_FIELDS, *STORAGE_FIELDS, "image_ids", "paths", "fingerprint")}
+    return Path(cache_dir) / f"{name}-{short_hash(key)}"
 
 # %% ../nbs/09_features.ipynb #9d379280
 def plan_batches(
@@ -331,17 +335,17 @@ def plan_batches(
     return out
 
 # %% ../nbs/09_features.ipynb #af7adb01
-def _start_cache(items, backbone, cfg: FeatureConfig, cache_dir: Path, overwrite: bool) -> tuple[dict, Path]:
-    """(manifest, its path) of the cache this extraction writes: an unfinished or finished one reopened after checking that it
-    was made by the same model, settings and image list, or (new, or `overwrite`) zero-filled arrays with a fresh manifest."""
+def start_cache(items, backbone, cfg: FeatureConfig, cache_dir: Path, overwrite: bool) -> tuple[dict, Path]:
+    """(manifest, its path) of the cache an extraction writes: an unfinished or finished one reopened after checking
+    that it was made by the same backbone, settings and images, or (new, or `overwrite`) zero-filled arrays."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    head, man_path = _header(items, backbone, cfg), cache_dir / MANIFEST
+    head, man_path = cache_header(items, backbone, cfg), cache_dir / MANIFEST
     if man_path.exists() and not overwrite:
         m = read_manifest(cache_dir)
-        _check_compatible(m, head, cache_dir)
+        check_compatible(m, head, cache_dir)
     else:
         m = {**head, "chunks_done": [], "failed": {}, "complete": False}
-        _create_arrays(cache_dir, m)  # zero-filled (sparse) files with the header
+        create_arrays(cache_dir, m)  # zero-filled (sparse) files with the header
         write_json_atomic(man_path, m)
     return m, man_path
 
@@ -353,13 +357,15 @@ def extract_features(
     config: FeatureConfig | dict | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    log=None,
 ) -> FeatureCache:
-    "Compute `backbone.encode_images` for every (image_id, path) in `items` into the cache at `cache_dir`; resumes unfinished work."
-    cfg, items, cache_dir = FeatureConfig.from_any(config), _as_items(items), Path(cache_dir)
-    m, man_path = _start_cache(items, backbone, cfg, cache_dir, overwrite)
+    """Compute `backbone.encode_images` for every (image_id, path) in `items` into the cache at `cache_dir`; resumes.
+    `log(str)`, if given, reports each finished chunk (a progress line for logs, where a bar is not seen)."""
+    cfg, items, cache_dir = FeatureConfig.from_any(config), as_items(items), Path(cache_dir)
+    m, man_path = start_cache(items, backbone, cfg, cache_dir, overwrite)
     if m["complete"]:
         return FeatureCache.open(cache_dir)
-    arrays = _open_arrays(cache_dir, m, "r+")
+    arrays = open_arrays(cache_dir, m, "r+")
     plan = plan_batches(m["n_images"], m["chunk_size"], cfg.batch_size, set(m["chunks_done"]))
     last = {c: b for b, (c, _) in enumerate(plan)}  # index of each chunk's last batch
     pin = backbone.device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
@@ -390,8 +396,178 @@ def extract_features(
                 m["chunks_done"] = sorted(m["chunks_done"] + [c])
                 m["complete"] = len(m["chunks_done"]) == math.ceil(m["n_images"] / m["chunk_size"])
                 write_json_atomic(man_path, m)
+                if log:
+                    done = min(len(m["chunks_done"]) * m["chunk_size"], m["n_images"])
+                    log(f"features {cache_dir.name}: {done}/{m['n_images']} images ({len(m['failed'])} unreadable)")
     del arrays
     return FeatureCache.open(cache_dir)
+
+# %% ../nbs/09_features.ipynb #c6d1a61f
+FEATURE_KEYS = ("patches", "global", "g_h", "g_hc")
+
+
+class FeatureSource:
+    "Rows of cached CLIP features: `arrays` maps patches (N,P,D), global, g_h, g_hc (N,D) to arrays or memmaps."
+
+    def __init__(self, arrays: dict, name: str = "features"):
+        missing = [k for k in FEATURE_KEYS if k not in arrays]
+        if missing:
+            raise ValueError(f"{name}: feature arrays {missing} are missing (have {sorted(arrays)})")
+        n = {k: len(arrays[k]) for k in FEATURE_KEYS}
+        if len(set(n.values())) != 1:
+            raise ValueError(f"{name}: feature arrays disagree in length {n}")
+        self.arrays, self.name, self.n = arrays, name, n["patches"]
+
+    @classmethod
+    def from_cache(cls, cache) -> FeatureSource:
+        "The arrays of a `bacgcn.features.FeatureCache`."
+        return cls({k: cache.arrays[k] for k in FEATURE_KEYS}, name=str(getattr(cache, "path", "cache")))
+
+    def gather(self, rows, device="cpu") -> dict[str, torch.Tensor]:
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        back = np.argsort(order, kind="stable")
+        s = rows[order]
+        return {
+            k: torch.from_numpy(np.asarray(self.arrays[k][s], dtype=np.float32)[back]).to(device) for k in FEATURE_KEYS
+        }
+
+# %% ../nbs/09_features.ipynb #5cd51203
+def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
+    "(shape, dtype, byte offset of the data) of a C-ordered .npy file."
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(
+                version
+            )
+            if read is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, fortran, dtype = read(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: not a readable .npy file ({e})") from None
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
+        return tuple(shape), np.dtype(dtype), f.tell()
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    "Sorted unique rows as [(first row, count)] runs of consecutive rows."
+    if len(rows) == 0:
+        return []
+    cut = np.nonzero(np.diff(rows) != 1)[0] + 1
+    starts, ends = np.r_[0, cut], np.r_[cut, len(rows)]
+    return [(int(rows[s]), int(e - s)) for s, e in zip(starts, ends)]
+
+# %% ../nbs/09_features.ipynb #6510a835
+class NpyFile:
+    "Rows of a C-ordered .npy file, read (and with `writable=True` written) by `pread`/`pwrite`; no memory map."
+
+    def __init__(self, path, writable: bool = False):
+        self.path = Path(path)
+        self.shape, self.dtype, self.offset = _npy_header(self.path)
+        self.row_bytes = self.dtype.itemsize * math.prod(self.shape[1:])
+        self.fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    ndim = property(lambda self: len(self.shape))
+
+    def _check(self, rows: np.ndarray) -> None:
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"{self.path}: rows {rows.min()}..{rows.max()} outside 0..{len(self) - 1}")
+
+    def read(self, rows) -> np.ndarray:
+        "The rows `rows` (any order, repeats allowed) as an array (len(rows), *shape[1:])."
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        self._check(rows)
+        uniq, inv = np.unique(rows, return_inverse=True)
+        out = np.empty((len(uniq), *self.shape[1:]), self.dtype)
+        flat, at = memoryview(out).cast("B"), 0
+        for r, n in _runs(uniq):
+            _pread_into(self.fd, flat[at : at + n * self.row_bytes], self.offset + r * self.row_bytes)
+            at += n * self.row_bytes
+        return out if len(uniq) == len(rows) and (len(rows) < 2 or (np.diff(rows) > 0).all()) else out[inv]
+
+    def write(self, rows, values: np.ndarray) -> None:
+        "Write `values` (len(rows), *shape[1:]) into the strictly increasing `rows`."
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        self._check(rows)
+        if len(rows) > 1 and not (np.diff(rows) > 0).all():
+            raise ValueError(f"{self.path}: rows to write must be strictly increasing")
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        if values.shape != (len(rows), *self.shape[1:]):
+            raise ValueError(f"{self.path}: values {values.shape} do not fit rows ({len(rows)}, {self.shape[1:]})")
+        flat, at = memoryview(values).cast("B"), 0
+        for r, n in _runs(rows):
+            _pwrite_all(self.fd, flat[at : at + n * self.row_bytes], self.offset + r * self.row_bytes)
+            at += n * self.row_bytes
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.read([key])[0]
+        if isinstance(key, slice):
+            lo, hi, step = key.indices(len(self))
+            return self.read(np.arange(lo, hi, step))
+        return self.read(key)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass  # interpreter shutdown
+
+    def __repr__(self):
+        return f"NpyFile({self.path.name}, {self.shape}, {self.dtype})"
+
+
+def _pread_into(fd: int, buf: memoryview, offset: int) -> None:
+    while len(buf):
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [buf], offset)
+        else:
+            data = os.pread(fd, len(buf), offset)
+            n = len(data)
+            buf[:n] = data
+        if n == 0:
+            raise EOFError(f"file descriptor {fd}: the file ends before byte {offset + len(buf)} (truncated cache?)")
+        buf, offset = buf[n:], offset + n
+
+
+def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
+    while len(buf):
+        n = os.pwrite(fd, buf, offset)
+        buf, offset = buf[n:], offset + n
+
+# %% ../nbs/09_features.ipynb #82de4de1
+class FileFeatureSource(FeatureSource):
+    "A `FeatureSource` reading the cache's rows with `pread` (flat RSS); fp16 rows go to the device before widening to fp32."
+
+    @classmethod
+    def open(cls, cache) -> FileFeatureSource:
+        "The source of a `FeatureCache` or of a cache folder."
+        path = Path(getattr(cache, "path", cache))
+        read_manifest(path)  # a clear error when the folder is not a cache
+        return cls({k: NpyFile(path / f"{k}.npy") for k in FEATURE_KEYS}, name=str(path))
+
+    def gather(self, rows, device="cpu") -> dict[str, torch.Tensor]:
+        rows, device = np.asarray(rows, dtype=np.int64), torch.device(device)
+        out = {}
+        for k in FEATURE_KEYS:
+            t = torch.from_numpy(self.arrays[k].read(rows))
+            if device.type == "cuda":
+                t = t.pin_memory().to(device, non_blocking=True)
+            out[k] = t.to(device).float()
+        return out
 
 # %% ../nbs/09_features.ipynb #e15c6303
 def encode_images_from_paths(

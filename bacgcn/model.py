@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import as_config
+from .files import load_torch, save_torch_atomic
 from .gcn import CLIPGCN, GCNConfig
-from .kernel import KernelConfig, SimilarityKernel, as_config
+from .kernel import KernelConfig, SimilarityKernel
 
 # %% auto #0
 __all__ = ['GLOBAL_VIEWS', 'GLOBAL_VIEW_MODULES', 'CHECKPOINT_FORMAT', 'ZERO_SHOT_KINDS', 'ModelConfig', 'MaskedGlobalNodes',
@@ -263,7 +265,7 @@ BACGCN.init_logit_bias = _init_logit_bias
 # %% ../nbs/12_model.ipynb #5dd312d4
 @dataclass
 class LossConfig:
-    "Pseudo-label loss: 'bce' (default, DESIGN §3) or 'asl' (Ridnik et al. 2021 recommended gammas and clip)."
+    "Pseudo-label loss: 'bce' (default) or 'asl' (Ridnik et al. 2021, with their recommended gammas and clip)."
 
     kind: str = "bce"
     gamma_neg: float = 4.0
@@ -351,24 +353,19 @@ def _category_mismatch(stored: list[str], expected: list[str]) -> str | None:
     return msg
 
 
-def _read_checkpoint(source, map_location="cpu") -> tuple[dict, str]:
+def _read_checkpoint(source, map_location="cpu", where: str | None = None) -> tuple[dict, str]:
+    "(checkpoint dict, where it came from): a dict as it is, a file read without running code (`load_torch`)."
     if isinstance(source, dict):
-        return source, "checkpoint dict"
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
-    return ckpt, str(path)
+        return source, where or "checkpoint dict"
+    return load_torch(source, "model checkpoint", map_location), where or str(source)
 
 
 def _check_format(ckpt, where: str) -> dict:
     keys = ("format", "categories", "n_classes", "config", "state_dict")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
         raise ValueError(
-            f"{where}: not a BAC-GCN model checkpoint (needs keys {list(keys)}; a trainer checkpoint keeps it under its own key)"
+            f"{where}: not a BAC-GCN model checkpoint (needs keys {list(keys)}; "
+            "a training checkpoint keeps the model under its 'model' key)"
         )
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise ValueError(f"{where}: checkpoint format {ckpt['format']!r}, this version reads {CHECKPOINT_FORMAT!r}")
@@ -389,10 +386,8 @@ def _checkpoint(self, **extra) -> dict:
 
 
 def _save_checkpoint(self, path, **extra) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(self.checkpoint(**extra), path)
-    return path
+    "Write the checkpoint (tensors and plain values only) atomically to `path`."
+    return save_torch_atomic(self.checkpoint(**extra), path)
 
 
 def _load_checkpoint(self, source, map_location="cpu") -> dict:
@@ -410,9 +405,10 @@ def _load_checkpoint(self, source, map_location="cpu") -> dict:
 
 
 @classmethod
-def _from_checkpoint(cls, source, categories=None, map_location="cpu") -> BACGCN:
-    """Rebuild a model from a checkpoint; with `categories` (names or a Vocab), refuse one trained on another vocabulary."""
-    ckpt, where = _read_checkpoint(source, map_location)
+def _from_checkpoint(cls, source, categories=None, map_location="cpu", where: str | None = None) -> BACGCN:
+    """Rebuild a model from a checkpoint (a path or a dict; `where` names it in errors); with `categories` (names or a
+    Vocab), refuse one trained on another vocabulary."""
+    ckpt, where = _read_checkpoint(source, map_location, where)
     ckpt = _check_format(ckpt, where)
     stored = list(ckpt["categories"])
     if categories is not None:

@@ -1,4 +1,4 @@
-"""One experiment end to end: dataset and captions → pseudo labels and graph → CLIP features (cached once) → BAC-GCN with ReSO → evaluation, baselines and prediction.
+"""One experiment end to end: data and captions → pseudo labels and graph → CLIP features (cached once) → BAC-GCN with ReSO → evaluation, baselines and prediction.
 
 Docs: https://bacgcn.github.io/bacgcn/pipeline.html.md"""
 
@@ -7,8 +7,8 @@ Docs: https://bacgcn.github.io/bacgcn/pipeline.html.md"""
 # %% ../nbs/16_pipeline.ipynb #1d03bdec
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,33 +16,44 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .captions import pseudo_labels, read_captions
 from .clip import ClipBackbone, ClipConfig, load_clip
-from .features import FeatureCache, FeatureConfig, extract_features, encode_images_from_paths, read_image
-from .graph import GraphConfig, clip_gcn_adjacency
-from .kernel import as_config
+from .config import as_config, read_config_file, resolve_device
+from bacgcn.features import (
+    FeatureCache,
+    FeatureSource,
+    FileFeatureSource,
+    cache_path,
+    encode_images_from_paths,
+    extract_features,
+    read_image,
+)
+from .files import file_sha256, load_torch, write_json_atomic
+from .graph import clip_gcn_adjacency
 from .metrics import evaluate
 from .model import BACGCN, ZERO_SHOT_KINDS
-from .reso import ResoConfig, SmallRegion, crop_and_resize, region_targets, small_object_regions
-from .shard import FileFeatureSource
+from .ops import sigmoid
+from .protocols import DataSpec, load_split, load_splits, resolve_data, split_name
+from .reso import ResoConfig, SmallRegion, crop_region, expand_box, mask_box, region_targets
+from .reso import select_region, small_object_regions, threshold_mask
 from bacgcn.train import (
-    FeatureSource,
     Segment,
     Trainer,
     TrainConfig,
     TrainingSet,
     predict_logits,
-    resolve_device,
     seed_everything,
-    write_json,
     zero_shot_scores,
 )
-from .vocab import Vocab
+from .vocab import Vocab, load_vocab
 
 # %% auto #0
-__all__ = ['DEFAULT_SPLITS', 'Alignment', 'align', 'find_small_objects', 'make_reso_builder', 'cache_folder', 'Prepared',
-           'prepare', 'RunResult', 'build_model', 'train_and_evaluate', 'zero_shot_baselines', 'load_model', 'predict',
-           'ExperimentConfig', 'load_splits', 'metrics_entry', 'run_experiment', 'extract_experiment',
-           'evaluate_checkpoint']
+__all__ = ['RUN_FILE', 'RUN_OUTPUTS', 'Alignment', 'align', 'find_small_objects', 'make_reso_builder', 'Prepared', 'prepare',
+           'RunResult', 'build_model', 'train_and_evaluate', 'rows_view', 'zero_shot_baselines', 'load_model',
+           'model_backbone', 'class_regions', 'predict', 'ExperimentConfig', 'load_experiment_data',
+           'make_pseudo_labels', 'run_identity', 'identity_differences', 'RunFolderError', 'check_run_folder',
+           'claim_run_folder', 'metrics_entry', 'experiment_metrics', 'write_metrics', 'run_experiment',
+           'extract_experiment', 'evaluate_checkpoint']
 
 # %% ../nbs/16_pipeline.ipynb #f7346ad8
 @dataclass
@@ -97,7 +108,7 @@ def find_small_objects(
     batch_size: int = 256,
     device="cpu",
 ) -> list:
-    "SmallRegions (with image_index = position in `rows`) from the model's similarity maps; `pseudo` (n, K) > 0 = positive."
+    "SmallRegions (image_index = position in `rows`) from the model's similarity maps; `pseudo` (n, K) > 0 = positive."
     model.eval()
     out = []
     for i in range(0, len(rows), batch_size):
@@ -106,6 +117,18 @@ def find_small_objects(
         for r in small_object_regions(sim, pseudo[i : i + batch_size], config, grid=grid, n_classes=model.n_classes):
             out.append(r._replace(image_index=r.image_index + i))
     return out
+
+
+def _save_crop(path: Path, image_path, box, backbone: ClipBackbone, min_crop_px: int) -> bool:
+    "Write the ReSO crop of region `box` (input units) of the photo at `image_path`; False when it cannot be made."
+    try:
+        photo = read_image(image_path)
+        crop = crop_region(photo, box, backbone.frame(photo.width, photo.height), backbone.image_size,
+                           min_crop_px=min_crop_px)  # fmt: skip
+    except (OSError, ValueError):  # unreadable now, or a region that lies in letterbox padding
+        return False
+    crop.save(path)
+    return True
 
 
 def make_reso_builder(
@@ -122,6 +145,7 @@ def make_reso_builder(
     batch_size: int = 256,
     progress: bool = True,
     regions: list[SmallRegion] | None = None,
+    log=None,
 ):
     """The `reso_builder` of a `Trainer`: finds small objects with the model's current similarity maps,
     crops and encodes them (cached in `work_dir`) and returns them as a training segment.
@@ -139,28 +163,22 @@ def make_reso_builder(
             pseudo[r.image_index, r.category] = 1.0
     fixed = regions
 
-    def build(model: BACGCN, epoch: int) -> list[Segment]:
-        work_dir.mkdir(parents=True, exist_ok=True)
+    def choose(model: BACGCN, epoch: int) -> list[tuple]:
+        "The regions of this run: read back when a resumed run chose them already, else found and saved."
         regions_file = work_dir / "regions.json"
         if regions_file.exists():  # resumed run: the crops were chosen by the model of the ReSO epoch
-            regions = [tuple(r) for r in json.loads(regions_file.read_text())["regions"]]
-        else:
-            found = (
-                fixed
-                if fixed is not None
-                else find_small_objects(
-                    model,
-                    source,
-                    rows,
-                    pseudo,
-                    backbone.grid_size,
-                    reso_config,
-                    batch_size,
-                    next(model.parameters()).device,
-                )
-            )
-            regions = [(r.image_index, r.category, list(r.box), r.area) for r in found]
-            write_json({"epoch": epoch, "config": asdict(reso_config), "regions": regions}, regions_file)
+            return [tuple(r) for r in json.loads(regions_file.read_text())["regions"]]
+        found = fixed
+        if found is None:
+            device = next(model.parameters()).device
+            found = find_small_objects(model, source, rows, pseudo, backbone.grid_size, reso_config, batch_size, device)
+        regions = [(r.image_index, r.category, list(r.box), r.area) for r in found]
+        write_json_atomic(regions_file, {"epoch": epoch, "config": asdict(reso_config), "regions": regions})
+        return regions
+
+    def build(model: BACGCN, epoch: int) -> list[Segment]:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        regions = choose(model, epoch)
         if not regions:
             return []
         crop_dir = work_dir / "crops"
@@ -168,35 +186,24 @@ def make_reso_builder(
         items = []
         for j, (i, o, box, _) in enumerate(tqdm(regions, desc="ReSO crops", disable=not progress, leave=False)):
             f = crop_dir / f"{j:07d}.png"
-            if not f.exists():
-                try:
-                    crop_and_resize(
-                        read_image(image_paths[i]), box, backbone.image_size, min_crop_px=reso_config.min_crop_px
-                    ).save(f)
-                except (OSError, ValueError):
-                    continue  # unreadable now: recorded as failed by the extractor
-            items.append((f"{image_ids[i]}#{o}", f))
-        cache = extract_features(items, backbone, work_dir / "features", feature_config, progress=progress)
+            if f.exists() or _save_crop(f, image_paths[i], box, backbone, reso_config.min_crop_px):
+                items.append((f"{image_ids[i]}#{o}", f))
+        if log:
+            log(f"ReSO at epoch {epoch}: {len(regions)} small-object regions, {len(items)} crops")
+        if not items:
+            return []
+        cache = extract_features(items, backbone, work_dir / "features", feature_config, progress=progress, log=log)
         ok = np.nonzero(cache.valid)[0]
         if len(ok) == 0:
             return []
         by_id = {f"{image_ids[i]}#{o}": SmallRegion(i, o, tuple(box), area) for i, o, box, area in regions}
         targets, masks = region_targets([by_id[cache.image_ids[k]] for k in ok], pseudo)
-        return [
-            Segment(
-                FileFeatureSource.open(cache), ok, targets.astype(np.float32), masks.astype(np.float32), "reso crops"
-            )
-        ]
+        source_ = FileFeatureSource.open(cache)
+        return [Segment(source_, ok, targets.astype(np.float32), masks.astype(np.float32), "reso crops")]
 
     return build
 
 # %% ../nbs/16_pipeline.ipynb #b2a763ca
-def cache_folder(cache_dir, split: str, backbone: ClipBackbone) -> Path:
-    "`cache_dir/<split>-<8 hex digits of the backbone identity>`."
-    h = hashlib.sha256(json.dumps(backbone.identity, sort_keys=True).encode()).hexdigest()[:8]
-    return Path(cache_dir) / f"{split}-{h}"
-
-
 @dataclass
 class Prepared:
     "Everything a training run reads: aligned caches, pseudo labels, text embeddings, test labels."
@@ -232,16 +239,18 @@ def prepare(
     strict: bool = False,
     progress: bool = True,
     splits: tuple[str, str] = ("train", "test"),
+    log=None,
 ) -> Prepared:
     """Extract/reopen the caches and align everything. `train_items`, `test_items`: (image_id, path) lists;
-    `pseudo`: a `bacgcn.captions.PseudoLabels` (image_ids, soft, hard over vocab.categories); `test_labels` (n_test, C)."""
+    `pseudo`: a `bacgcn.captions.PseudoLabels` (image_ids, soft, hard over vocab.categories); `test_labels` (n_test, C).
+    `splits`: the names of the two cache folders (before their hash)."""
     if list(pseudo.categories) != vocab.categories:
         raise ValueError(
-            f"pseudo labels are over {len(pseudo.categories)} categories that differ from vocabulary {vocab.name!r} ({vocab.n_categories})"
+            f"pseudo labels are over {len(pseudo.categories)} categories that differ from vocabulary "
+            f"{vocab.name!r} ({vocab.n_categories})"
         )
-    tr = extract_features(
-        train_items, backbone, cache_folder(cache_dir, splits[0], backbone), feature_config, progress=progress
-    )
+    folder = lambda name, items: cache_path(cache_dir, name, backbone, items, feature_config)
+    tr = extract_features(train_items, backbone, folder(splits[0], train_items), feature_config, progress=progress, log=log)
     al = align(list(tr.image_ids), tr.valid, list(pseudo.image_ids), strict=strict)
     paths = dict((str(k), p) for k, p in train_items)
     prep = Prepared(
@@ -258,9 +267,7 @@ def prepare(
         feature_config=feature_config,
     )
     if test_items is not None:
-        te = extract_features(
-            test_items, backbone, cache_folder(cache_dir, splits[1], backbone), feature_config, progress=progress
-        )
+        te = extract_features(test_items, backbone, folder(splits[1], test_items), feature_config, progress=progress, log=log)
         rows = np.nonzero(te.valid)[0]
         prep.test, prep.test_rows, prep.test_ids = FileFeatureSource.open(te), rows, [te.image_ids[i] for i in rows]
         tpaths = dict((str(k), p) for k, p in test_items)
@@ -269,7 +276,8 @@ def prepare(
             test_labels = np.asarray(test_labels)
             if test_labels.shape != (len(test_items), vocab.n_classes):
                 raise ValueError(
-                    f"test labels {test_labels.shape} do not match {len(test_items)} test images x {vocab.n_classes} classes"
+                    f"test labels {test_labels.shape} do not match {len(test_items)} test images x "
+                    f"{vocab.n_classes} classes"
                 )
             prep.test_labels = test_labels[rows]
     return prep
@@ -290,13 +298,12 @@ def _restrict(prep: Prepared, use_backgrounds: bool):
 
 
 def build_model(prep: Prepared, config: TrainConfig, targets: np.ndarray | None = None) -> BACGCN:
-    "BAC-GCN for `prep` under `config`: seeded weights, co-occurrence graph, logit biases at the priors of the training targets (default: the pseudo labels)."
+    """BAC-GCN for `prep` under `config`: seeded weights, co-occurrence graph, logit biases at the priors of
+    the training targets (default: the pseudo labels)."""
     text, cats, soft, hard = _restrict(prep, config.use_backgrounds)
     graph = dict(config.graph)
     identity = bool(graph.pop("identity", False))
-    adj = clip_gcn_adjacency(
-        hard.sum(0), hard.T @ hard, n_global=config.model.n_global, config=graph, identity=identity
-    )
+    adj = clip_gcn_adjacency(hard.sum(0), hard.T @ hard, n_global=config.model.n_global, config=graph, identity=identity)
     seed_everything(config.seed)
     model = BACGCN(text, adj, categories=cats, n_classes=prep.vocab.n_classes, config=config.model)
     if config.init_bias_from_prior and config.model.logit_bias:
@@ -309,6 +316,17 @@ def build_model(prep: Prepared, config: TrainConfig, targets: np.ndarray | None 
     return model
 
 
+def _check_targets(targets, y: np.ndarray) -> np.ndarray:
+    targets = np.asarray(targets, dtype=np.float32)
+    if targets.shape != y.shape:
+        raise ValueError(
+            f"train_and_evaluate: targets are {targets.shape}, the training set needs {y.shape} (images x categories)"
+        )
+    if not ((targets >= 0) & (targets <= 1)).all():
+        raise ValueError("train_and_evaluate: targets must lie in [0, 1]")
+    return targets
+
+
 def train_and_evaluate(
     prep: Prepared,
     config: TrainConfig | dict,
@@ -317,26 +335,21 @@ def train_and_evaluate(
     progress: bool = True,
     resume: bool = False,
     clip_config: dict | None = None,
+    identity: dict | None = None,
     stop_after: int | None = None,
     targets: np.ndarray | None = None,
     reso_regions: list[SmallRegion] | None = None,
+    log=None,
 ) -> RunResult:
     """Train BAC-GCN on `prep` and evaluate it on the test split; writes checkpoint, history and model to `out_dir`.
-    `stop_after`: stop after that epoch (a time-limited job; `resume=True` continues it).
-    For analyses: `targets` (n, K) replace the pseudo-label training targets (e.g. true labels), and
-    `reso_regions` replace ReSO's similarity-map search by fixed crop regions (see `make_reso_builder`)."""
+    `identity`: what the run is (data, CLIP), checked on resume. `stop_after`: stop after that epoch (a time-limited
+    job; `resume=True` continues it). For analyses: `targets` (n, K) replace the pseudo-label training targets (e.g.
+    true labels), and `reso_regions` replace ReSO's similarity-map search by fixed regions (see `make_reso_builder`)."""
     config = TrainConfig.from_any(config)
     _, cats, soft, hard = _restrict(prep, config.use_backgrounds)
     y = soft if config.target == "soft" else hard
     if targets is not None:
-        targets = np.asarray(targets, dtype=np.float32)
-        if targets.shape != y.shape:
-            raise ValueError(
-                f"train_and_evaluate: targets are {targets.shape}, the training set needs {y.shape} (images x categories)"
-            )
-        if not ((targets >= 0) & (targets <= 1)).all():
-            raise ValueError("train_and_evaluate: targets must lie in [0, 1]")
-        y = targets
+        y = _check_targets(targets, y)
     if reso_regions is not None and not config.reso:
         raise ValueError("train_and_evaluate: reso_regions given but TrainConfig.reso is False")
     out_dir = Path(out_dir)
@@ -346,9 +359,7 @@ def train_and_evaluate(
     ts = TrainingSet([Segment(prep.train, prep.train_rows, y, np.ones_like(y))])
     reso = None
     if config.reso:
-        rc = as_config(
-            ResoConfig, {**config.reso_config, "start_epoch": config.reso_start_epoch, "total_epochs": config.epochs}
-        )
+        reso_fields = {**config.reso_config, "start_epoch": config.reso_start_epoch, "total_epochs": config.epochs}
         reso = make_reso_builder(
             backbone=prep.backbone,
             source=prep.train,
@@ -356,11 +367,12 @@ def train_and_evaluate(
             image_ids=prep.train_ids,
             image_paths=prep.train_paths,
             pseudo=(soft > 0).astype(np.float32) if config.reso_candidates == "mentioned" else hard,
-            reso_config=rc,
+            reso_config=as_config(ResoConfig, reso_fields),
             work_dir=out_dir / "reso",
             feature_config=prep.feature_config,
             progress=progress,
             regions=reso_regions,
+            log=log,
         )
     labelled = prep.test is not None and prep.test_labels is not None
     trainer = Trainer(
@@ -368,30 +380,33 @@ def train_and_evaluate(
         ts,
         config,
         out_dir,
-        eval_source=_rows_view(prep.test, prep.test_rows) if labelled else None,
+        eval_source=rows_view(prep.test, prep.test_rows) if labelled else None,
         eval_labels=prep.test_labels if labelled else None,
         reso_builder=reso,
         progress=progress,
+        identity=identity,
+        log=log,
     )
     history = trainer.fit(resume=resume, stop_after=stop_after)
     extra = dict(
         vocab=prep.vocab.to_dict(),
         use_backgrounds=config.use_backgrounds,
-        clip=clip_config or {},
+        clip=clip_config or asdict(prep.backbone.config),
+        clip_identity=prep.backbone.identity,
         train=config.to_dict(),
     )
     model.save_checkpoint(out_dir / "model.pt", **extra)
     scores = metrics = None
     if prep.test is not None:
         logits = predict_logits(model, prep.test, prep.test_rows, config.eval_batch_size, trainer.device)
-        scores = 1 / (1 + np.exp(-logits[:, : prep.vocab.n_classes]))
+        scores = sigmoid(logits[:, : prep.vocab.n_classes])
         if labelled:
             metrics = evaluate(scores, prep.test_labels, class_names=prep.vocab.classes)
     return RunResult(model, history, scores, metrics)
 
 
-def _rows_view(source: FeatureSource, rows: np.ndarray) -> FeatureSource:
-    "A FeatureSource that reads only `rows` of `source` (lazily, for evaluation)."
+def rows_view(source: FeatureSource, rows: np.ndarray) -> FeatureSource:
+    "A FeatureSource that reads only `rows` of `source` (lazily): row i of the view is row rows[i] of the source."
     return FeatureSource({k: _Rows(source.arrays[k], rows) for k in ("patches", "global", "g_h", "g_hc")}, source.name)
 
 
@@ -415,13 +430,37 @@ def zero_shot_baselines(prep: Prepared, kinds=ZERO_SHOT_KINDS) -> dict[str, np.n
 
 # %% ../nbs/16_pipeline.ipynb #a6810275
 def load_model(checkpoint) -> tuple[BACGCN, dict]:
-    "The model and the `extra` dict (vocab, clip, train) of a checkpoint written by `train_and_evaluate`."
+    "The model and the `extra` dict (vocab, clip, clip_identity, train) of a checkpoint written by `train_and_evaluate`."
     path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    model = BACGCN.from_checkpoint(ck)
-    return model, ck.get("extra", {})
+    ck = load_torch(path, "model checkpoint")
+    return BACGCN.from_checkpoint(ck, where=str(path)), ck.get("extra", {})
+
+
+def _identity_diff(stored: dict, current: dict) -> list[str]:
+    return [f"{k}: {stored.get(k)!r} there, {current.get(k)!r} here" for k in sorted(stored) if stored.get(k) != current.get(k)]
+
+
+def model_backbone(extra: dict, checkpoint, device: str = "auto") -> ClipBackbone:
+    "The CLIP a saved model was trained with, on `device`; an error when the weights found now are not the same."
+    if not extra.get("clip"):
+        raise ValueError(f"{checkpoint}: no CLIP config stored in the checkpoint; pass a backbone")
+    backbone = load_clip(ClipConfig.from_any(extra["clip"], device=device))
+    diff = _identity_diff(extra.get("clip_identity") or {}, backbone.identity)
+    if diff:
+        raise ValueError(f"{checkpoint} was trained with another CLIP than the one found now ({'; '.join(diff)})")
+    return backbone
+
+
+@torch.no_grad()
+def class_regions(sim: torch.Tensor, classes: list[int], grid: tuple[int, int], frame, tau: float = 0.5) -> dict:
+    "{class: (x0, y0, x1, y1) in photo pixels}: the largest component of each class's map above `tau` (min-max)."
+    out = {}
+    for c in classes:
+        s = sim[c].reshape(grid).float().cpu().numpy()  # gh, gw
+        part = select_region(s, threshold_mask(s, tau), "largest")
+        if part.any():
+            out[c] = tuple(int(round(v)) for v in frame.grid_to_image(mask_box(part)))
+    return out
 
 
 @torch.no_grad()
@@ -432,44 +471,42 @@ def predict(
     threshold: float = 0.5,
     batch_size: int = 32,
     progress: bool = True,
+    device: str = "auto",
 ):
-    """Scores of every category (classes and backgrounds) for image paths; a pandas DataFrame with one row per image,
-    `score:<category>` columns and `labels` (classes with score >= threshold). Unreadable images get a row with `error`."""
+    """Scores of every category (classes and backgrounds) for image paths: a pandas DataFrame with one row per image,
+    `score:<category>` columns, `labels` (classes with score >= threshold) and, for those, `region:<class>` (the photo's
+    pixels "x0 y0 x1 y1" where the model sees the class). Unreadable images get a row with `error`."""
     import pandas as pd
 
     model, extra = load_model(checkpoint)
-    if backbone is None:
-        if not extra.get("clip"):
-            raise ValueError(f"{checkpoint}: no CLIP config stored; pass `backbone=`")
-        backbone = load_clip(ClipConfig.from_any(extra["clip"]))
+    backbone = backbone or model_backbone(extra, checkpoint, device)
     model = model.to(backbone.device).eval()
-    rows = []
+    C, rows = model.n_classes, []
     for s in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress):
-        chunk = [str(p) for p in images[s : s + batch_size]]
-        errors = {}
+        chunk, pics, errors = [str(p) for p in images[s : s + batch_size]], {}, {}
         for p in chunk:
             try:
-                read_image(p)
+                pics[p] = read_image(p)
             except (OSError, ValueError) as e:
                 errors[p] = str(e)
         ok = [p for p in chunk if p not in errors]
-        scores = {}
+        out = {}
         if ok:
-            f = {
-                k: v.to(backbone.device)
-                for k, v in encode_images_from_paths(backbone, ok, batch_size=batch_size).items()
-            }
-            logits = model(f["patches"], f["global"], f["g_h"], f["g_hc"])["logits"]
-            scores = dict(zip(ok, torch.sigmoid(logits.float()).cpu().numpy()))
+            f = {k: v.to(backbone.device) for k, v in encode_images_from_paths(backbone, [pics[p] for p in ok]).items()}
+            res = model(f["patches"], f["global"], f["g_h"], f["g_hc"])
+            scores, sims = torch.sigmoid(res["logits"].float()).cpu().numpy(), res["sim_maps"]
+            out = {p: (scores[j], sims[j]) for j, p in enumerate(ok)}
         for p in chunk:  # input order, unreadable images included
             if p in errors:
                 rows.append({"image": p, "error": errors[p]})
                 continue
-            r = {
-                "image": p,
-                "labels": " ".join(c for c, v in zip(model.categories[: model.n_classes], scores[p]) if v >= threshold),
-            }
-            r.update({f"score:{c}": float(v) for c, v in zip(model.categories, scores[p])})
+            sc, sim = out[p]
+            present = [c for c in range(C) if sc[c] >= threshold]
+            frame = backbone.frame(pics[p].width, pics[p].height)
+            r = {"image": p, "labels": " ".join(model.categories[c] for c in present)}
+            r.update({f"score:{c}": float(v) for c, v in zip(model.categories, sc)})
+            for c, box in class_regions(sim, present, backbone.grid_size, frame).items():
+                r[f"region:{model.categories[c]}"] = " ".join(map(str, box))
             rows.append(r)
     return pd.DataFrame(rows)
 
@@ -478,15 +515,16 @@ def predict(
 class ExperimentConfig:
     "All inputs of one BAC-GCN run (plain values; nested dicts are the configs of the modules)."
 
-    dataset: str = "voc2007"  # voc2007 | voc2012 | coco2014 | nuswide | labels (label-list files)
+    protocol: str | None = None  # bacgcn.protocols name; None: `dataset`'s documented protocol
     data_root: str = ""  # dataset root (for `labels`: the folder of the label lists)
-    train_split: str | None = None  # None: the dataset's training split (for `labels`: a label-list file)
-    test_split: str | None = None  # None: the dataset's test split; "" for none
+    dataset: str | None = None  # voc2007 | voc2012 | coco2014 | nuswide | labels; None: the protocol's
+    train_split: str | None = None  # None: the protocol's (for `labels`: a label-list file)
+    test_split: str | None = None  # None: the protocol's; "" for none
     image_root: str | None = None  # `labels` only: folder of the images
-    dataset_options: dict = field(default_factory=dict)  # extra reader arguments, e.g. {"difficult": "ignore"}
+    dataset_options: dict = field(default_factory=dict)  # reader options over the protocol's
     captions: str = ""  # captions JSON ({"<id>.": [6 strings]})
     recaptions: str | None = None  # re-captions JSON (optional)
-    vocab: str | None = None  # vocabulary name or JSON; None: the dataset's built-in one
+    vocab: str | None = None  # vocabulary name or JSON; None: the protocol's
     caption_config: dict = field(default_factory=dict)  # bacgcn.captions.CaptionConfig fields
     clip: dict = field(default_factory=dict)  # bacgcn.clip.ClipConfig fields
     features: dict = field(default_factory=dict)  # bacgcn.features.FeatureConfig fields
@@ -498,45 +536,103 @@ class ExperimentConfig:
 
     @classmethod
     def from_any(cls, config=None, **overrides) -> ExperimentConfig:
-        from bacgcn.train import read_config_file
-
         if isinstance(config, (str, Path)):
             config = read_config_file(config)
         d = {} if config is None else (asdict(config) if isinstance(config, cls) else dict(config))
         d.update(overrides)
         return as_config(cls, d)
 
-
-DEFAULT_SPLITS = {
-    "voc2007": ("trainval", "test"),
-    "voc2012": ("train", "val"),
-    "coco2014": ("train2014", "val2014"),
-    "nuswide": ("Train", "Test"),
-}
-
-
-def load_splits(cfg: ExperimentConfig, vocab: Vocab):
-    "The training and test datasets of an experiment (the test one is None when test_split == '')."
-    from bacgcn.data import load_dataset
-
-    tr_split, te_split = DEFAULT_SPLITS.get(cfg.dataset, (None, None))
-    tr_split = cfg.train_split or tr_split
-    te_split = te_split if cfg.test_split is None else cfg.test_split
-    kw = dict(cfg.dataset_options)
-    if cfg.dataset == "labels":
-        if not (cfg.train_split and cfg.image_root):
-            raise ValueError("dataset 'labels' needs train_split (a label-list file) and image_root")
-        kw.update(class_names=vocab.classes, image_root=cfg.image_root)
-
-        def load(s):
-            ds = load_dataset("labels", Path(cfg.data_root) / s, **kw)
-            ds.split = Path(s).stem  # names the feature cache
-            return ds
-    else:
-        load = lambda s: load_dataset(cfg.dataset, cfg.data_root, s, **kw)
-    return load(tr_split), (load(te_split) if te_split else None)
+    def data_spec(self) -> DataSpec:
+        "The resolved data of this run (`bacgcn.protocols.resolve_data`)."
+        return resolve_data(
+            self.protocol,
+            self.data_root,
+            dataset=self.dataset,
+            train_split=self.train_split,
+            test_split=self.test_split,
+            dataset_options=self.dataset_options,
+            image_root=self.image_root,
+            vocab=self.vocab,
+        )
 
 
+def load_experiment_data(spec: DataSpec):
+    "(vocabulary, training split, test split or None) of the data `spec` describes."
+    train, test = load_splits(spec)
+    return load_vocab(spec.vocab), train, test
+
+
+def make_pseudo_labels(cfg: ExperimentConfig, vocab: Vocab):
+    "The caption pseudo labels of an experiment (`bacgcn.captions.pseudo_labels` of its caption files)."
+    return pseudo_labels(read_captions(cfg.captions, cfg.recaptions), vocab, cfg.caption_config or None)
+
+# %% ../nbs/16_pipeline.ipynb #72118b40
+def _files_identity(*paths) -> dict:
+    return {str(Path(p).name): file_sha256(p) for p in paths if p}
+
+
+def run_identity(cfg: ExperimentConfig, spec: DataSpec, backbone: ClipBackbone) -> dict:
+    "What a run is, as plain values: data, captions, vocabulary, CLIP identity, caption filter and training config."
+    return dict(
+        data=spec.identity(),
+        captions=_files_identity(cfg.captions, cfg.recaptions),
+        caption_config=dict(cfg.caption_config),
+        clip=backbone.identity,
+        train=TrainConfig.from_any(cfg.train).to_dict(),
+    )
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def identity_differences(old: dict, new: dict) -> list[str]:
+    "'key: old there, new here' for every (dotted) field where two identities differ."
+    a, b = _flat(old), _flat(new)
+    short = lambda v: (repr(v)[:40] + "...") if len(repr(v)) > 43 else repr(v)
+    return [f"{k}: {short(a.get(k))} there, {short(b.get(k))} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+RUN_FILE = "run.json"
+RUN_OUTPUTS = ("checkpoint.pt", "model.pt", "metrics.json", "history.json")
+
+
+class RunFolderError(ValueError):
+    "An output folder that belongs to another run."
+
+
+def check_run_folder(out_dir, identity: dict) -> None:
+    "Raise `RunFolderError` when `out_dir` holds another run's results; nothing is written."
+    out = Path(out_dir)
+    how = ("use another output folder (--out, -p out_dir or -p run_name), or replace the other run with "
+           "overwrite (--overwrite, -p overwrite true)")  # fmt: skip
+    f = out / RUN_FILE
+    if f.is_file():
+        try:
+            stored = json.loads(f.read_text(encoding="utf-8"))["identity"]
+        except (ValueError, KeyError, TypeError):
+            raise RunFolderError(f"{f} is unreadable: {out} may hold another run; {how}") from None
+        diff = identity_differences(stored, identity)
+        if diff:
+            raise RunFolderError(f"{out} holds another run (it differs in {'; '.join(diff[:6])}); {how}")
+    elif any((out / n).exists() for n in RUN_OUTPUTS):
+        raise RunFolderError(f"{out} holds results of an unknown run (no {RUN_FILE}); {how}")
+
+
+def claim_run_folder(out_dir, identity: dict, *, overwrite: bool = False) -> Path:
+    "Make `out_dir` this run's folder (see above): new or the same run's, or emptied with `overwrite`."
+    out = Path(out_dir)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    check_run_folder(out, identity)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / RUN_FILE, {"identity": identity})
+    return out
+
+# %% ../nbs/16_pipeline.ipynb #4e37d05f
 def metrics_entry(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
     "The metrics.json entry of one method."
     m = evaluate(scores, labels, class_names=class_names)
@@ -548,20 +644,65 @@ def metrics_entry(scores: np.ndarray, labels: np.ndarray, class_names: list[str]
     return out
 
 
-def run_experiment(config: ExperimentConfig | dict | str, *, progress: bool = True, resume: bool = False) -> dict:
-    "Run one experiment (see `ExperimentConfig`); returns the metrics dict written to `out_dir/metrics.json`."
-    from bacgcn.captions import read_captions, pseudo_labels
-    from bacgcn.vocab import load_vocab
+def experiment_metrics(
+    cfg: ExperimentConfig, spec: DataSpec, prep: Prepared, res: RunResult, *, n_test_images: int | None = None
+) -> dict:
+    "The metrics.json of a run: every method's scores on the test split, the data and CLIP it used, its devices."
+    tc, classes = TrainConfig.from_any(cfg.train), prep.vocab.classes
+    n_test = int(len(prep.test_rows)) if prep.test_rows is not None else 0
+    metrics = {
+        "experiment": "run",
+        "protocol": spec.protocol,
+        "protocol_exact": spec.exact,
+        "deviations": spec.deviations,
+        "dataset": spec.dataset,
+        "data_root": spec.data_root,
+        "seed": tc.seed,
+        "n_train": int(len(prep.train_rows)),
+        "n_test": n_test,
+        "n_test_failed": None if n_test_images is None else int(n_test_images - n_test),
+        "clip": {**prep.backbone.identity, "weights_source": prep.backbone.weights_source},
+        "device": str(next(res.model.parameters()).device),
+        "devices": {"clip": str(prep.backbone.device), "train": str(next(res.model.parameters()).device)},
+        "methods": {},
+    }
+    if prep.test_labels is not None:
+        metrics["methods"]["bacgcn"] = metrics_entry(res.test_scores, prep.test_labels, classes)
+        if cfg.zero_shot:
+            for k, s in zero_shot_baselines(prep).items():
+                metrics["methods"][f"zeroshot_{k}"] = metrics_entry(s, prep.test_labels, classes)
+    return metrics
 
+
+def write_metrics(metrics: dict, out_dir) -> None:
+    "`metrics.json` and `per_class_ap.csv` (one column per method) in `out_dir`."
+    import pandas as pd
+
+    out = Path(out_dir)
+    write_json_atomic(out / "metrics.json", metrics)
+    ap = {m: v["ap_per_class"] for m, v in metrics["methods"].items()}
+    if ap:
+        pd.DataFrame(ap).rename_axis("class").to_csv(out / "per_class_ap.csv")
+
+# %% ../nbs/16_pipeline.ipynb #c8f30719
+def run_experiment(
+    config: ExperimentConfig | dict | str, *, progress: bool = True, resume: bool = True, overwrite: bool = False,
+    log=None,
+) -> dict:  # fmt: skip
+    """Run one experiment (see `ExperimentConfig`); returns the metrics dict written to `out_dir/metrics.json`.
+    `resume`: continue the folder's checkpoint when it is this run's; `log(str)` reports each stage."""
+    log = log or (lambda s: None)
     cfg = ExperimentConfig.from_any(config)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(asdict(cfg), out / "experiment.json")
-    vocab = load_vocab(cfg.vocab or ("voc2007" if cfg.dataset.startswith("voc") else cfg.dataset))
-    train_ds, test_ds = load_splits(cfg, vocab)
-    pl = pseudo_labels(read_captions(cfg.captions, cfg.recaptions), vocab, cfg.caption_config or None)
-    clip_cfg = ClipConfig.from_any(cfg.clip)
-    backbone = load_clip(clip_cfg)
+    spec = cfg.data_spec()
+    log(f"data: {spec.protocol or spec.dataset} at {spec.data_root}")
+    vocab, train_ds, test_ds = load_experiment_data(spec)
+    log(f"captions -> pseudo labels ({cfg.captions})")
+    pl = make_pseudo_labels(cfg, vocab)
+    backbone = load_clip(ClipConfig.from_any(cfg.clip))
+    ident = run_identity(cfg, spec, backbone)
+    out = claim_run_folder(cfg.out_dir, ident, overwrite=overwrite)
+    write_json_atomic(out / "experiment.json", asdict(cfg))
+    log(f"CLIP features ({backbone})")
     prep = prepare(
         vocab=vocab,
         backbone=backbone,
@@ -569,85 +710,66 @@ def run_experiment(config: ExperimentConfig | dict | str, *, progress: bool = Tr
         pseudo=pl,
         cache_dir=cfg.cache_dir,
         test_items=test_ds.items() if test_ds else None,
-        test_labels=test_ds.labels if test_ds is not None and test_ds.labels is not None else None,
+        test_labels=test_ds.labels if test_ds is not None else None,
         feature_config=cfg.features or None,
         strict=cfg.strict,
         progress=progress,
-        splits=(
-            f"{cfg.dataset}-{Path(str(train_ds.split)).stem}",
-            f"{cfg.dataset}-{Path(str(test_ds.split)).stem if test_ds else 'none'}",
-        ),
+        splits=(split_name(spec, spec.train_split), split_name(spec, spec.test_split or "none")),
+        log=log,
     )
     (out / "alignment.txt").write_text(prep.alignment.report() + "\n")
-    res = train_and_evaluate(prep, cfg.train, out, progress=progress, resume=resume, clip_config=asdict(clip_cfg))
-    tc = TrainConfig.from_any(cfg.train)
-    metrics = {
-        "dataset": cfg.dataset,
-        "seed": tc.seed,
-        "n_train": int(len(prep.train_rows)),
-        "n_test": int(len(prep.test_rows)) if prep.test_rows is not None else 0,
-        "clip": backbone.identity,
-        "device": str(resolve_device(tc.device)),
-        "methods": {},
-    }
-    if prep.test_labels is not None:
-        metrics["methods"]["bacgcn"] = metrics_entry(res.test_scores, prep.test_labels, vocab.classes)
-        if cfg.zero_shot:
-            for k, s in zero_shot_baselines(prep).items():
-                metrics["methods"][f"zeroshot_{k}"] = metrics_entry(s, prep.test_labels, vocab.classes)
-        write_json(metrics, out / "metrics.json")
-        import pandas as pd
-
-        pd.DataFrame({m: v["ap_per_class"] for m, v in metrics["methods"].items()}).rename_axis("class").to_csv(
-            out / "per_class_ap.csv"
-        )
+    log("training BAC-GCN")
+    res = train_and_evaluate(prep, cfg.train, out, progress=progress, resume=resume, clip_config=asdict(backbone.config),
+                             identity=ident, log=log)  # fmt: skip
+    metrics = experiment_metrics(cfg, spec, prep, res, n_test_images=len(test_ds) if test_ds else None)
+    if metrics["methods"]:
+        write_metrics(metrics, out)
+    log(f"done: {out}")
     return metrics
 
-# %% ../nbs/16_pipeline.ipynb #4e37d05f
+# %% ../nbs/16_pipeline.ipynb #6ee34790
 def extract_experiment(config: ExperimentConfig | dict | str, *, progress: bool = True) -> list[FeatureCache]:
     "Extract (or finish extracting) the feature caches of an experiment's splits, without training."
-    from bacgcn.vocab import load_vocab
-
     cfg = ExperimentConfig.from_any(config)
-    vocab = load_vocab(cfg.vocab or ("voc2007" if cfg.dataset.startswith("voc") else cfg.dataset))
+    spec = cfg.data_spec()
     backbone = load_clip(ClipConfig.from_any(cfg.clip))
     out = []
-    for ds in [d for d in load_splits(cfg, vocab) if d is not None]:
-        name = f"{cfg.dataset}-{Path(str(ds.split)).stem}"
-        out.append(
-            extract_features(
-                ds.items(),
-                backbone,
-                cache_folder(cfg.cache_dir, name, backbone),
-                cfg.features or None,
-                progress=progress,
-            )
-        )
+    for split in [s for s in (spec.train_split, spec.test_split) if s]:
+        ds = load_split(spec, split)
+        folder = cache_path(cfg.cache_dir, split_name(spec, split), backbone, ds.items(), cfg.features or None)
+        out.append(extract_features(ds.items(), backbone, folder, cfg.features or None, progress=progress))
     return out
 
 
 @torch.no_grad()
 def evaluate_checkpoint(
-    checkpoint, dataset, cache_dir, *, backbone: ClipBackbone | None = None, feature_config=None, progress: bool = True
+    checkpoint,
+    spec: DataSpec,
+    split: str | None = None,
+    cache_dir="cache",
+    *,
+    backbone: ClipBackbone | None = None,
+    feature_config=None,
+    progress: bool = True,
+    device: str = "auto",
 ) -> dict:
-    "metrics.json-style entry of a saved model on a labelled `MultiLabelDataset` (features cached in `cache_dir`)."
+    "metrics.json-style entry of a saved model on split `split` (default: the test split) of the data `spec`."
     model, extra = load_model(checkpoint)
+    split = split or spec.test_split
+    if not split:
+        raise ValueError("evaluate_checkpoint: the data have no test split; name one")
+    dataset = load_split(spec, split)
     if dataset.labels is None:
-        raise ValueError(f"dataset {dataset.name!r} split {dataset.split!r} has no labels to evaluate against")
-    if backbone is None:
-        backbone = load_clip(ClipConfig.from_any(extra.get("clip") or {}))
-    if dataset.n_classes != model.n_classes:
-        raise ValueError(f"{checkpoint}: the model has {model.n_classes} classes, the dataset {dataset.n_classes}")
-    cache = extract_features(
-        dataset.items(),
-        backbone,
-        cache_folder(cache_dir, f"{dataset.name}-{Path(str(dataset.split)).stem}", backbone),
-        feature_config,
-        progress=progress,
-    )
+        raise ValueError(f"dataset {dataset.name!r} split {split!r} has no labels to evaluate against")
+    if dataset.class_names != list(model.categories[: model.n_classes]):
+        raise ValueError(f"{checkpoint}: the model's classes are not the dataset's ({model.n_classes} vs {dataset.n_classes})")
+    backbone = backbone or model_backbone(extra, checkpoint, device)
+    folder = cache_path(cache_dir, split_name(spec, split), backbone, dataset.items(), feature_config)
+    cache = extract_features(dataset.items(), backbone, folder, feature_config, progress=progress)
     rows = np.nonzero(cache.valid)[0]
     logits = predict_logits(model.to(backbone.device), FileFeatureSource.open(cache), rows, device=backbone.device)
-    scores = 1 / (1 + np.exp(-logits[:, : model.n_classes]))
+    scores = sigmoid(logits[:, : model.n_classes])
     entry = metrics_entry(scores, dataset.labels[rows], list(model.categories[: model.n_classes]))
-    entry.update(n_images=int(len(rows)), n_failed=int(len(dataset) - len(rows)))
+    entry.update(n_images=int(len(rows)), n_failed=int(len(dataset) - len(rows)), protocol=spec.protocol,
+                 protocol_exact=spec.exact, split=split)  # fmt: skip
     return entry

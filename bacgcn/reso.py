@@ -14,13 +14,16 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
-from .kernel import as_config
+from .config import as_config
+from .geometry import Frame
+from .ops import min_max
 
 # %% auto #0
-__all__ = ['ResoConfig', 'as_grid', 'minmax_normalize', 'threshold_mask', 'connected_components', 'select_region', 'mask_box',
-           'expand_box', 'SmallRegion', 'small_object_regions', 'plot_reso_region', 'crop_box_pixels',
-           'crop_and_resize', 'crop_targets', 'region_targets']
+__all__ = ['ResoConfig', 'as_grid', 'threshold_mask', 'connected_components', 'select_region', 'mask_box', 'expand_box',
+           'SmallRegion', 'small_object_regions', 'plot_reso_region', 'crop_box_pixels', 'crop_and_resize',
+           'crop_region', 'crop_targets', 'region_targets']
 
 # %% ../nbs/13_reso.ipynb #c0ba5420
 @dataclass
@@ -28,13 +31,14 @@ class ResoConfig:
     "ReSO settings (defaults justified in the notebook; only the schedule is from the paper, Fig. 4)."
 
     tau: float = 0.5  # threshold on the normalised similarity map
-    normalize: str = "minmax"  # Ŝ_o: "minmax" over the patches of S_o, or "softmax" over the categories at each patch
+    # Ŝ_o: "minmax" over the patches of S_o, or "softmax" over the categories at each patch
+    normalize: str = "minmax"
     temperature: float = 0.01  # of the "softmax" normalisation (CLIP's logit scale is 100)
     epsilon: float = 0.1  # Area(F) < epsilon => small object
     margin: float = 0.25  # each box side grows by margin x box size
     start_epoch: int = 11  # first epoch (1-based) with ReSO crops
     total_epochs: int = 16  # training length of the paper's schedule
-    min_crop_px: int = 32  # smallest crop side in the original image
+    min_crop_px: int = 32  # smallest crop side in the photo
     component: str = "largest"  # box around "largest" | "peak" component of F, or "all" of F
     connectivity: int = 8  # 4 or 8 neighbours for the components
 
@@ -96,37 +100,16 @@ def as_grid(sim_maps, grid: tuple[int, int] | None = None, lead: int = 2) -> np.
     return s.reshape(*s.shape[:-1], *grid)
 
 
-def minmax_normalize(sim_map) -> np.ndarray:
-    "Ŝ = (S - min S) / (max S - min S) over the last two dims (h, w); a constant map becomes 0."
-    s = _numpy(sim_map, "sim_map")
-    lo, hi = s.min(axis=(-2, -1), keepdims=True), s.max(axis=(-2, -1), keepdims=True)
-    return np.where(hi > lo, (s - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
-
-
 def threshold_mask(sim_map, tau: float) -> np.ndarray:
-    "F = {(x, y) | Ŝ(x, y) > tau} as a boolean (..., h, w) mask."
-    return minmax_normalize(sim_map) > tau
+    "F = {(x, y) | Ŝ(x, y) > tau} as a boolean (..., h, w) mask, Ŝ min-max normalised over each (h, w) map."
+    return min_max(_numpy(sim_map, "sim_map"), axis=(-2, -1)) > tau
 
 # %% ../nbs/13_reso.ipynb #c62c18e2
 def connected_components(mask, connectivity: int = 8) -> tuple[np.ndarray, int]:
     "Label the connected components of a boolean (h, w) mask: labels (h, w) with 0 = background, 1..n."
-    mask = np.asarray(mask, dtype=bool)
-    h, w = mask.shape
-    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if connectivity == 8 else [])
-    labels, n = np.zeros((h, w), dtype=np.int64), 0
-    for r, c in zip(*np.nonzero(mask)):
-        if labels[r, c]:
-            continue
-        n += 1
-        labels[r, c], stack = n, [(r, c)]
-        while stack:
-            y, x = stack.pop()
-            for dy, dx in steps:
-                yy, xx = y + dy, x + dx
-                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not labels[yy, xx]:
-                    labels[yy, xx] = n
-                    stack.append((yy, xx))
-    return labels, n
+    structure = np.ones((3, 3), bool) if connectivity == 8 else ndimage.generate_binary_structure(2, 1)
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=structure)
+    return labels.astype(np.int64), int(n)
 
 
 def select_region(
@@ -145,7 +128,7 @@ def select_region(
 
 
 def mask_box(mask) -> tuple[float, float, float, float]:
-    "Bounding box (x0, y0, x1, y1) in [0, 1] of the cells of a non-empty (h, w) mask (cell edges)."
+    "Bounding box (x0, y0, x1, y1) in [0, 1] units of the grid of the cells of a non-empty (h, w) mask (cell edges)."
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         raise ValueError("mask_box: the mask is empty")
@@ -155,14 +138,14 @@ def mask_box(mask) -> tuple[float, float, float, float]:
 
 
 def expand_box(box, margin: float) -> tuple[float, float, float, float]:
-    "Grow each side by margin x box size, clamped to the image [0, 1]."
+    "Grow each side by margin x box size, clamped to [0, 1]."
     x0, y0, x1, y1 = box
     dx, dy = margin * (x1 - x0), margin * (y1 - y0)
     return (max(0.0, x0 - dx), max(0.0, y0 - dy), min(1.0, x1 + dx), min(1.0, y1 + dy))
 
 # %% ../nbs/13_reso.ipynb #29787c42
 class SmallRegion(NamedTuple):
-    "A small object: image index in the batch, category index, crop box (x0, y0, x1, y1) in [0, 1], Area(F)."
+    "A small object: image index in the batch, category index, box (x0, y0, x1, y1) in [0, 1] of the input, Area(F)."
 
     image_index: int
     category: int
@@ -194,7 +177,7 @@ def small_object_regions(
         z = np.exp(z - z.max(axis=1, keepdims=True))
         norm = (z / z.sum(axis=1, keepdims=True))[ii, oo]  # R, h, w
     else:
-        norm = minmax_normalize(s[ii, oo])  # R, h, w
+        norm = min_max(s[ii, oo], axis=(-2, -1))  # R, h, w
     F = norm > cfg.tau  # R, h, w
     area = F.mean(axis=(-2, -1))  # R
     regions = []
@@ -212,7 +195,7 @@ def plot_reso_region(sim_map, config: ResoConfig | dict | None = None, grid: tup
 
     cfg = as_config(ResoConfig, config)
     s = as_grid(sim_map, grid, lead=0)  # h, w
-    norm, F = minmax_normalize(s), threshold_mask(s, cfg.tau)
+    norm, F = min_max(s, axis=(-2, -1)), threshold_mask(s, cfg.tau)
     part = select_region(norm, F, cfg.component, cfg.connectivity)
     h, w = s.shape
     x0, y0, x1, y1 = expand_box(mask_box(part), cfg.margin)
@@ -237,15 +220,16 @@ def plot_reso_region(sim_map, config: ResoConfig | dict | None = None, grid: tup
 def crop_box_pixels(
     box, width: int, height: int, min_crop_px: int = 32, square: bool = True
 ) -> tuple[int, int, int, int]:
-    "The crop (left, top, right, bottom) in pixels of a [0, 1] box on a width x height image."
+    "The crop (left, top, right, bottom) in pixels around a box (x0, y0, x1, y1) in pixels of a width x height photo."
     x0, y0, x1, y1 = (float(v) for v in box)
-    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-        raise ValueError(f"crop box {tuple(box)} is not (x0, y0, x1, y1) with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
-    cw, ch = (x1 - x0) * width, (y1 - y0) * height
+    if not (x0 < x1 and y0 < y1 and x1 > 0 and y1 > 0 and x0 < width and y0 < height):
+        raise ValueError(f"crop box {tuple(box)} is empty or outside the {width}x{height} photo")
+    x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
+    cw, ch = x1 - x0, y1 - y0
     if square:
         cw = ch = max(cw, ch)
     cw, ch = min(max(cw, min_crop_px), width), min(max(ch, min_crop_px), height)
-    cx, cy = (x0 + x1) / 2 * width, (y0 + y1) / 2 * height
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     left, top = min(max(cx - cw / 2, 0.0), width - cw), min(max(cy - ch / 2, 0.0), height - ch)
     rnd = lambda v: int(math.floor(v + 0.5))
     return rnd(left), rnd(top), rnd(left + cw), rnd(top + ch)
@@ -260,9 +244,18 @@ def crop_and_resize(
     square: bool = True,
     resample=Image.BICUBIC,
 ) -> Image.Image:
-    "Crop the [0, 1] `box` out of a PIL image and upscale it to `size` (int or (w, h)), the CLIP input size."
+    "Crop around the pixel `box` of a PIL image and upscale it to `size` (int or (w, h)), the model's input size."
     size = (size, size) if isinstance(size, int) else tuple(size)
     return image.crop(crop_box_pixels(box, image.width, image.height, min_crop_px, square)).resize(size, resample)
+
+
+def crop_region(
+    image: Image.Image, box, frame: Frame, size: int | None = None, *, min_crop_px: int = 32, square: bool = True
+) -> Image.Image:
+    "The ReSO crop of a region `box` in [0, 1] units of the input, for a photo fitted into the input by `frame`."
+    if (image.width, image.height) != (frame.width, frame.height):
+        raise ValueError(f"the frame is of a {frame.width}x{frame.height} photo, the image is {image.width}x{image.height}")
+    return crop_and_resize(image, frame.grid_to_image(box), size or frame.size, min_crop_px=min_crop_px, square=square)
 
 # %% ../nbs/13_reso.ipynb #9568b790
 def crop_targets(pseudo_labels, category: int):

@@ -25,164 +25,37 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
+from .clip import ClipConfig, ContiguousAttentionInputs, load_clip
 from .config import as_config
-from .clip import ContiguousAttentionInputs
 from bacgcn.features import (
     ARRAY_NAMES,
     MANIFEST,
     FeatureCache,
     FeatureConfig,
     ImageReadError,
+    NpyFile,
+    as_items,
+    cache_header,
+    cache_path,
+    check_compatible,
+    create_arrays,
     extract_features,
+    open_arrays,
     plan_batches,
     read_image,
     read_manifest,
-    write_json_atomic,
+    start_cache,
 )
-from .features import _as_items, _check_compatible, _create_arrays, _header, _open_arrays, _start_cache
-from .train import FEATURE_KEYS, FeatureSource
+from .files import stat_fingerprint, write_json_atomic
+from .geometry import GeometryTransform
+from .pipeline import ExperimentConfig
+from .protocols import load_split, split_name
 
 # %% auto #0
-__all__ = ['DECODERS', 'NpyFile', 'FileFeatureSource', 'FastConfig', 'uint8_preprocess', 'cpu_has_bf16', 'DeviceEncoder',
-           'jpeg_frame', 'extract_fast', 'dist_env', 'shard_rows', 'shard_dir', 'shard_device', 'extract_shard',
-           'merge_feature_shards', 'process_group', 'extract_sharded', 'extract_experiment_sharded']
-
-# %% ../nbs/24_shard.ipynb #e0e7f457
-def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
-    "(shape, dtype, byte offset of the data) of a C-ordered .npy file."
-    with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(
-                version
-            )
-            if read is None:
-                raise ValueError(f"unsupported .npy format version {version}")
-            shape, fortran, dtype = read(f)
-        except ValueError as e:
-            raise ValueError(f"{path}: not a readable .npy file ({e})") from None
-        if fortran:
-            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
-        return tuple(shape), np.dtype(dtype), f.tell()
-
-
-def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
-    "Sorted unique rows as [(first row, count)] runs of consecutive rows."
-    if len(rows) == 0:
-        return []
-    cut = np.nonzero(np.diff(rows) != 1)[0] + 1
-    starts, ends = np.r_[0, cut], np.r_[cut, len(rows)]
-    return [(int(rows[s]), int(e - s)) for s, e in zip(starts, ends)]
-
-# %% ../nbs/24_shard.ipynb #5d33c4f8
-class NpyFile:
-    "Rows of a C-ordered .npy file, read (and with `writable=True` written) by `pread`/`pwrite`; no memory map."
-
-    def __init__(self, path, writable: bool = False):
-        self.path = Path(path)
-        self.shape, self.dtype, self.offset = _npy_header(self.path)
-        self.row_bytes = self.dtype.itemsize * math.prod(self.shape[1:])
-        self.fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    ndim = property(lambda self: len(self.shape))
-
-    def _check(self, rows: np.ndarray) -> None:
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
-            raise IndexError(f"{self.path}: rows {rows.min()}..{rows.max()} outside 0..{len(self) - 1}")
-
-    def read(self, rows) -> np.ndarray:
-        "The rows `rows` (any order, repeats allowed) as an array (len(rows), *shape[1:])."
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        self._check(rows)
-        uniq, inv = np.unique(rows, return_inverse=True)
-        out = np.empty((len(uniq), *self.shape[1:]), self.dtype)
-        flat, at = memoryview(out).cast("B"), 0
-        for r, n in _runs(uniq):
-            _pread_into(self.fd, flat[at : at + n * self.row_bytes], self.offset + r * self.row_bytes)
-            at += n * self.row_bytes
-        return out if len(uniq) == len(rows) and (len(rows) < 2 or (np.diff(rows) > 0).all()) else out[inv]
-
-    def write(self, rows, values: np.ndarray) -> None:
-        "Write `values` (len(rows), *shape[1:]) into the strictly increasing `rows`."
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        self._check(rows)
-        if len(rows) > 1 and not (np.diff(rows) > 0).all():
-            raise ValueError(f"{self.path}: rows to write must be strictly increasing")
-        values = np.ascontiguousarray(values, dtype=self.dtype)
-        if values.shape != (len(rows), *self.shape[1:]):
-            raise ValueError(f"{self.path}: values {values.shape} do not fit rows ({len(rows)}, {self.shape[1:]})")
-        flat, at = memoryview(values).cast("B"), 0
-        for r, n in _runs(rows):
-            _pwrite_all(self.fd, flat[at : at + n * self.row_bytes], self.offset + r * self.row_bytes)
-            at += n * self.row_bytes
-
-    def __getitem__(self, key) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            return self.read([key])[0]
-        if isinstance(key, slice):
-            lo, hi, step = key.indices(len(self))
-            return self.read(np.arange(lo, hi, step))
-        return self.read(key)
-
-    def sync(self) -> None:
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass  # interpreter shutdown
-
-    def __repr__(self):
-        return f"NpyFile({self.path.name}, {self.shape}, {self.dtype})"
-
-
-def _pread_into(fd: int, buf: memoryview, offset: int) -> None:
-    while len(buf):
-        if hasattr(os, "preadv"):
-            n = os.preadv(fd, [buf], offset)
-        else:
-            data = os.pread(fd, len(buf), offset)
-            n = len(data)
-            buf[:n] = data
-        if n == 0:
-            raise EOFError(f"file descriptor {fd}: the file ends before byte {offset + len(buf)} (truncated cache?)")
-        buf, offset = buf[n:], offset + n
-
-
-def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
-    while len(buf):
-        n = os.pwrite(fd, buf, offset)
-        buf, offset = buf[n:], offset + n
-
-# %% ../nbs/24_shard.ipynb #77cd3249
-class FileFeatureSource(FeatureSource):
-    "A `FeatureSource` reading the cache's rows with `pread` (flat RSS); fp16 rows go to the device before widening to fp32."
-
-    @classmethod
-    def open(cls, cache) -> FileFeatureSource:
-        "The source of a `FeatureCache` or of a cache folder."
-        path = Path(getattr(cache, "path", cache))
-        read_manifest(path)  # a clear error when the folder is not a cache
-        return cls({k: NpyFile(path / f"{k}.npy") for k in FEATURE_KEYS}, name=str(path))
-
-    def gather(self, rows, device="cpu") -> dict[str, torch.Tensor]:
-        rows, device = np.asarray(rows, dtype=np.int64), torch.device(device)
-        out = {}
-        for k in FEATURE_KEYS:
-            t = torch.from_numpy(self.arrays[k].read(rows))
-            if device.type == "cuda":
-                t = t.pin_memory().to(device, non_blocking=True)
-            out[k] = t.to(device).float()
-        return out
+__all__ = ['DECODERS', 'FastConfig', 'uint8_preprocess', 'cpu_has_bf16', 'DeviceEncoder', 'jpeg_frame', 'Uint8Images',
+           'collate_uint8', 'tensor_transforms', 'resolve_decode', 'device_batch', 'extract_fast', 'dist_env',
+           'shard_rows', 'shard_dir', 'shard_device', 'extract_shard', 'merge_feature_shards', 'process_group',
+           'extract_sharded', 'extract_experiment_sharded']
 
 # %% ../nbs/24_shard.ipynb #e48f524d
 DECODERS = ("auto", "pil", "torchvision")
@@ -192,14 +65,14 @@ DECODERS = ("auto", "pil", "torchvision")
 class FastConfig:
     "How `extract_fast` runs (the cache it writes does not depend on these). Accepts a dict too."
 
-    decode: str = "auto"  # "pil": workers decode with PIL; "torchvision": JPEGs decoded by torchvision on the backbone's device (nvJPEG on CUDA), other files by PIL; "auto": torchvision on CUDA, else pil
-    cpu_precision: str = (
-        "fp32"  # "fp32" or "bf16" (autocast on CPU; fast with AMX / AVX512-BF16); CUDA follows ClipConfig.precision
-    )
+    # "pil": workers decode with PIL; "torchvision": JPEGs decoded by torchvision on the backbone's device
+    # (nvJPEG on CUDA), other files by PIL; "auto": torchvision on CUDA, else pil
+    decode: str = "auto"
+    # "fp32" or "bf16" (autocast on CPU; fast with AMX / AVX512-BF16); CUDA follows ClipConfig.precision
+    cpu_precision: str = "fp32"
     channels_last: bool = True  # channels-last input batches on CUDA
-    contiguous_attention: bool = (
-        True  # under autocast (eager), give nn.MultiheadAttention contiguous inputs (see ContiguousAttentionInputs)
-    )
+    # under autocast (eager), give nn.MultiheadAttention contiguous inputs (see ContiguousAttentionInputs)
+    contiguous_attention: bool = True
     compile: bool = False  # torch.compile the backbone forward (pays off on long GPU runs only)
     prefetch_factor: int = 4  # batches each DataLoader worker prepares ahead
     write_queue: int = 2  # encoded batches waiting for the writer thread before the encoder waits
@@ -273,9 +146,8 @@ class DeviceEncoder:
                 stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
             if amp and fix:
                 stack.enter_context(ContiguousAttentionInputs())
-            before = getattr(
-                self.backbone, "contiguous_attention", None
-            )  # the backbone's own CUDA autocast follows this config
+            # the backbone's own CUDA autocast follows this config
+            before = getattr(self.backbone, "contiguous_attention", None)
             if before is not None:
                 self.backbone.contiguous_attention = fix
             try:
@@ -319,7 +191,7 @@ def _device_jpeg(data: bytes) -> bool:
     return f is not None and f[0] == 8 and f[1] in (1, 3)
 
 # %% ../nbs/24_shard.ipynb #eca1007a
-class _Uint8Images(Dataset):
+class Uint8Images(Dataset):
     "Row -> (row, kind, payload): kind 'jpeg' (raw bytes for the device decoder), 'img' (uint8 (3, S, S)) or 'fail' (the reason)."
 
     def __init__(self, items: list, preprocess, background: tuple, jpeg_bytes: bool):
@@ -344,7 +216,7 @@ class _Uint8Images(Dataset):
             return i, "fail", str(e)
 
 
-def _collate_uint8(batch: list):
+def collate_uint8(batch: list):
     "(rows of decoded images, their uint8 stack or None, rows of raw JPEGs, their bytes, [(row, reason)])."
     img = [(i, x) for i, k, x in batch if k == "img"]
     jpg = [(i, x) for i, k, x in batch if k == "jpeg"]
@@ -367,11 +239,11 @@ def _decode_jpeg():
         return None
 
 
-def _tensor_transforms(backbone) -> list:
+def tensor_transforms(backbone) -> list:
     "The resize / crop steps of `backbone.preprocess` for uint8 tensors; ValueError if a step only works on PIL images."
     steps = []
     for t in _split_preprocess(backbone)[0]:
-        if isinstance(t, (T.Resize, T.CenterCrop)):
+        if isinstance(t, (GeometryTransform, T.Resize, T.CenterCrop)):
             steps.append(t)
         elif type(t).__name__ != "MaybeConvertMode":  # RGB conversion: decoded JPEGs are RGB already
             raise ValueError(f"decode='torchvision' cannot apply {type(t).__name__} to tensors; use decode='pil'")
@@ -384,12 +256,12 @@ def _decode_batch(datas: list, device, steps: list) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision >= 0.29 flags its decoders as deprecated in favour of torchcodec
         try:
-            imgs = dec(datas, mode=Mode.RGB, device=device)
+            imgs = dec(datas, mode=Mode.RGB, device=device, apply_exif_orientation=True)
         except RuntimeError:  # one bad file fails the whole batch: retry one by one
             imgs = []
             for x in datas:
                 try:
-                    imgs.append(dec(x, mode=Mode.RGB, device=device))
+                    imgs.append(dec(x, mode=Mode.RGB, device=device, apply_exif_orientation=True))
                 except RuntimeError as e:
                     imgs.append(e)
     out = []
@@ -432,7 +304,7 @@ class _CacheWriter:
             f.close()
 
 # %% ../nbs/24_shard.ipynb #3ea2d3d4
-def _resolve_decode(decode: str, device: torch.device) -> str:
+def resolve_decode(decode: str, device: torch.device) -> str:
     if decode == "auto":
         return "torchvision" if device.type == "cuda" and _decode_jpeg() is not None else "pil"
     if decode == "torchvision" and _decode_jpeg() is None:
@@ -440,7 +312,7 @@ def _resolve_decode(decode: str, device: torch.device) -> str:
     return decode
 
 
-def _device_batch(
+def device_batch(
     batch, items: list, device, steps: list, pil_pre, background
 ) -> tuple[np.ndarray, torch.Tensor | None, list]:
     "(sorted rows, uint8 images (n, 3, S, S) on `device` in row order or None, [(row, reason)]) of one loader batch."
@@ -492,22 +364,22 @@ def extract_fast(
     cfg, fcfg, items, cache_dir = (
         FeatureConfig.from_any(config),
         FastConfig.from_any(fast),
-        _as_items(items),
+        as_items(items),
         Path(cache_dir),
     )
-    m, _ = _start_cache(items, backbone, cfg, cache_dir, overwrite)
+    m, _ = start_cache(items, backbone, cfg, cache_dir, overwrite)
     if m["complete"]:
         return FeatureCache.open(cache_dir)
-    _open_arrays(cache_dir, m, "r")  # the files exist with the manifest's shapes
+    open_arrays(cache_dir, m, "r")  # the files exist with the manifest's shapes
     plan = plan_batches(m["n_images"], m["chunk_size"], cfg.batch_size, set(m["chunks_done"]))
     enc, dev = DeviceEncoder(backbone, fcfg), backbone.device
-    decode, bg, pil_pre = _resolve_decode(fcfg.decode, dev), tuple(m["alpha_background"]), uint8_preprocess(backbone)
-    steps = _tensor_transforms(backbone) if decode == "torchvision" else []
+    decode, bg, pil_pre = resolve_decode(fcfg.decode, dev), tuple(m["alpha_background"]), uint8_preprocess(backbone)
+    steps = tensor_transforms(backbone) if decode == "torchvision" else []
     pin = dev.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
     dl = DataLoader(
-        _Uint8Images(items, pil_pre, bg, decode == "torchvision"),
+        Uint8Images(items, pil_pre, bg, decode == "torchvision"),
         batch_sampler=[rows for _, rows in plan],
-        collate_fn=_collate_uint8,
+        collate_fn=collate_uint8,
         num_workers=cfg.num_workers,
         pin_memory=pin,
         prefetch_factor=fcfg.prefetch_factor if cfg.num_workers else None,
@@ -525,7 +397,7 @@ def extract_fast(
         ):
             pending = deque()
             for b, batch in enumerate(dl):
-                rows, x, bad = _device_batch(batch, items, dev, steps, pil_pre, bg)
+                rows, x, bad = device_batch(batch, items, dev, steps, pil_pre, bg)
                 host, ready = _to_host(enc(x), dtype) if x is not None else (None, None)
                 pending.append(pool.submit(writer.write, b, plan[b][0], rows, host, ready, bad))
                 while len(pending) > fcfg.write_queue:
@@ -583,7 +455,7 @@ def extract_shard(
     overwrite: bool = False,
 ) -> FeatureCache | None:
     "Rank `rank`'s part of a sharded extraction into `shard_dir(cache_dir, rank, world)`; None when its range is empty."
-    cfg, items = FeatureConfig.from_any(config), _as_items(items)
+    cfg, items = FeatureConfig.from_any(config), as_items(items)
     lo, hi = shard_rows(len(items), cfg.chunk_size, rank, world)
     if hi <= lo:
         return None
@@ -603,8 +475,8 @@ def merge_feature_shards(
     items, backbone, cache_dir, config=None, world: int = 1, *, keep_shards: bool = False, block_bytes: int = 64 << 20
 ) -> FeatureCache:
     "Merge shards 0..world-1 of `cache_dir` into the cache layout `FeatureCache.open` reads, in blocks of `block_bytes`."
-    cfg, items, cache_dir = FeatureConfig.from_any(config), _as_items(items), Path(cache_dir)
-    head = _header(items, backbone, cfg)
+    cfg, items, cache_dir = FeatureConfig.from_any(config), as_items(items), Path(cache_dir)
+    head = cache_header(items, backbone, cfg)
     parts = []
     for r in range(world):
         lo, hi = shard_rows(len(items), cfg.chunk_size, r, world)
@@ -612,7 +484,8 @@ def merge_feature_shards(
             continue
         sd = shard_dir(cache_dir, r, world)
         sm = read_manifest(sd)
-        _check_compatible(sm, {**head, "image_ids": head["image_ids"][lo:hi], "n_images": hi - lo}, sd)
+        part = dict(image_ids=head["image_ids"][lo:hi], paths=head["paths"][lo:hi], n_images=hi - lo)
+        check_compatible(sm, {**head, **part, "fingerprint": stat_fingerprint(part["paths"])}, sd)
         if not sm["complete"]:
             raise ValueError(
                 f"shard {sd} is not complete ({len(sm['chunks_done'])} chunks done): rerun the extraction to finish it"
@@ -620,7 +493,7 @@ def merge_feature_shards(
         parts.append((lo, sd, sm))
     n_chunks = math.ceil(len(items) / cfg.chunk_size)
     m = {**head, "chunks_done": [], "failed": {}, "complete": False}
-    _create_arrays(cache_dir, m)
+    create_arrays(cache_dir, m)
     write_json_atomic(cache_dir / MANIFEST, m)  # until the copy is done, the cache says that nothing is
     for name in ARRAY_NAMES:
         dst = NpyFile(cache_dir / f"{name}.npy", writable=True)
@@ -695,12 +568,12 @@ def extract_sharded(
     rank, world, _ = dist_env()
     if world == 1:
         return extract_fn(items, backbone, cache_dir, config, progress=progress, overwrite=overwrite)
-    cfg, items, cache_dir = FeatureConfig.from_any(config), _as_items(items), Path(cache_dir)
+    cfg, items, cache_dir = FeatureConfig.from_any(config), as_items(items), Path(cache_dir)
     with process_group(backbone.device):
         done = False
         if (cache_dir / MANIFEST).exists() and not overwrite:
             m = read_manifest(cache_dir)
-            _check_compatible(m, _header(items, backbone, cfg), cache_dir)
+            check_compatible(m, cache_header(items, backbone, cfg), cache_dir)
             done = m["complete"]
         _barrier(backbone.device)  # every rank has looked before rank 0 may write
         if not done:
@@ -725,31 +598,19 @@ def extract_sharded(
 def extract_experiment_sharded(
     config, *, progress: bool = True, fast: FastConfig | dict | None = None
 ) -> list[FeatureCache]:
-    "Extract (or finish) an experiment's feature caches, sharded across torchrun processes; `fast`: use `extract_fast` with it."
-    from bacgcn.clip import ClipConfig, load_clip
-    from bacgcn.pipeline import ExperimentConfig, cache_folder, load_splits
-    from bacgcn.vocab import load_vocab
-
+    "Extract (or finish) an experiment's feature caches, sharded across torchrun processes; `fast`: use `extract_fast`."
     cfg = ExperimentConfig.from_any(config)
+    spec = cfg.data_spec()
     rank, world, local = dist_env()
     clip = ClipConfig.from_any(cfg.clip)
     if world > 1 and clip.device in ("auto", "cuda") and torch.cuda.is_available():
-        clip = ClipConfig.from_any(clip, device=f"cuda:{local}")
-    vocab = load_vocab(cfg.vocab or ("voc2007" if cfg.dataset.startswith("voc") else cfg.dataset))
+        clip = ClipConfig.from_any(clip, device=f"cuda:{local}")  # one GPU per rank
     backbone = load_clip(clip)
     fn = extract_features if fast is None else (lambda *a, **k: extract_fast(*a, fast=fast, **k))
     out = []
     with process_group(backbone.device):
-        for ds in [s for s in load_splits(cfg, vocab) if s is not None]:
-            name = f"{cfg.dataset}-{Path(str(ds.split)).stem}"
-            out.append(
-                extract_sharded(
-                    ds.items(),
-                    backbone,
-                    cache_folder(cfg.cache_dir, name, backbone),
-                    cfg.features or None,
-                    extract_fn=fn,
-                    progress=progress,
-                )
-            )
+        for split in [s for s in (spec.train_split, spec.test_split) if s]:
+            items = load_split(spec, split).items()
+            folder = cache_path(cfg.cache_dir, split_name(spec, split), backbone, items, cfg.features or None)
+            out.append(extract_sharded(items, backbone, folder, cfg.features or None, extract_fn=fn, progress=progress))
     return out

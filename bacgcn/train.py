@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,25 +17,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .features import write_json_atomic
-from .kernel import as_config
+from .config import as_config, read_config_file, resolve_device
+from .features import FEATURE_KEYS, FeatureSource
+from .files import load_torch, save_torch_atomic, write_json_atomic
 from .metrics import mean_average_precision
 from .model import BACGCN, LossConfig, ModelConfig, build_loss, zero_shot_logits, ZERO_SHOT_KINDS
 
 # %% auto #0
-__all__ = ['FEATURE_KEYS', 'TrainConfig', 'read_config_file', 'FeatureSource', 'Segment', 'TrainingSet', 'predict_logits',
-           'zero_shot_scores', 'resolve_device', 'seed_everything', 'atomic_torch_save', 'write_json', 'Trainer',
+__all__ = ['TrainConfig', 'Segment', 'TrainingSet', 'predict_logits', 'zero_shot_scores', 'seed_everything', 'Trainer',
            'toy_problem']
 
 # %% ../nbs/14_train.ipynb #290adfad
 @dataclass
 class TrainConfig:
-    "Training settings of BAC-GCN on cached features (defaults: DESIGN §3, paper Fig. 4 for the schedule)."
+    "Training settings of BAC-GCN on cached features (the schedule from the paper's Fig. 4; other defaults: see the notebook)."
 
     epochs: int = 16  # paper Fig. 4: 16 epochs on COCO
     reso: bool = True  # ReSO on/off
     reso_start_epoch: int = 11  # first epoch (1-based) trained with ReSO crops (paper Fig. 4)
-    reso_candidates: str = "hard"  # ReSO looks for small objects of the "hard" pseudo labels, or of every class "mentioned" by >= 1 caption
+    # ReSO looks for small objects of the "hard" pseudo labels, or of every class "mentioned" by >= 1 caption
+    reso_candidates: str = "hard"
     batch_size: int = 64
     lr: float = 1e-3  # AdamW
     weight_decay: float = 1e-4
@@ -89,55 +89,6 @@ class TrainConfig:
         else:
             path.write_text(json.dumps(text, indent=1))
         return path
-
-
-def read_config_file(path) -> dict:
-    "A config dict from a JSON or YAML file, with an error that names the file."
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(path.read_text(encoding="utf-8"))
-        else:
-            d = json.loads(path.read_text(encoding="utf-8"))
-    except Exception as e:
-        raise ValueError(f"{path}: not a valid config file ({e})") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: a config file holds one mapping of field -> value")
-    return d
-
-# %% ../nbs/14_train.ipynb #3199659e
-FEATURE_KEYS = ("patches", "global", "g_h", "g_hc")
-
-
-class FeatureSource:
-    "Rows of cached CLIP features: `arrays` maps patches (N,P,D), global, g_h, g_hc (N,D) to arrays or memmaps."
-
-    def __init__(self, arrays: dict, name: str = "features"):
-        missing = [k for k in FEATURE_KEYS if k not in arrays]
-        if missing:
-            raise ValueError(f"{name}: feature arrays {missing} are missing (have {sorted(arrays)})")
-        n = {k: len(arrays[k]) for k in FEATURE_KEYS}
-        if len(set(n.values())) != 1:
-            raise ValueError(f"{name}: feature arrays disagree in length {n}")
-        self.arrays, self.name, self.n = arrays, name, n["patches"]
-
-    @classmethod
-    def from_cache(cls, cache) -> FeatureSource:
-        "The arrays of a `bacgcn.features.FeatureCache`."
-        return cls({k: cache.arrays[k] for k in FEATURE_KEYS}, name=str(getattr(cache, "path", "cache")))
-
-    def gather(self, rows, device="cpu") -> dict[str, torch.Tensor]:
-        rows = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable")
-        back = np.argsort(order, kind="stable")
-        s = rows[order]
-        return {
-            k: torch.from_numpy(np.asarray(self.arrays[k][s], dtype=np.float32)[back]).to(device) for k in FEATURE_KEYS
-        }
 
 # %% ../nbs/14_train.ipynb #ed70310e
 @dataclass
@@ -214,10 +165,6 @@ def zero_shot_scores(
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 # %% ../nbs/14_train.ipynb #71f9c5ec
-def resolve_device(device: str = "auto") -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -226,19 +173,6 @@ def seed_everything(seed: int) -> None:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % 2**63
-
-
-def atomic_torch_save(obj, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(obj, path) -> Path:
-    "Write JSON atomically (`bacgcn.features.write_json_atomic`), numpy values as lists, other objects as strings."
-    return write_json_atomic(path, obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
 
 
 def _scheduler(opt, config: TrainConfig):
@@ -252,7 +186,9 @@ class Trainer:
     """Trains `model` on `train_set`; evaluates on `eval_source` (labels (n, C), 1/0/-1) after every epoch.
 
     `reso_builder(model, epoch) -> list[Segment]` is called once, at the start of `reso_start_epoch`,
-    and its crop segments are added to the training set (see `make_reso_builder`)."""
+    and its crop segments are added to the training set (see `bacgcn.pipeline.make_reso_builder`).
+    `identity`: plain values that say what this run is (data, CLIP); a checkpoint with another one is refused.
+    `log(str)`, if given, gets one line per epoch."""
 
     def __init__(
         self,
@@ -265,7 +201,8 @@ class Trainer:
         eval_labels: np.ndarray | None = None,
         reso_builder=None,
         progress: bool = True,
-        extra_state: dict | None = None,
+        identity: dict | None = None,
+        log=None,
     ):
         self.config = config = TrainConfig.from_any(config)
         self.device = resolve_device(config.device)
@@ -279,9 +216,11 @@ class Trainer:
             eval_labels.shape[0] != eval_source.n or eval_labels.shape[1] > model.n_categories
         ):
             raise ValueError(
-                f"Trainer: eval_labels {eval_labels.shape} do not match {eval_source.n} eval images and {model.n_classes} classes"
+                f"Trainer: eval_labels {eval_labels.shape} do not match {eval_source.n} eval images "
+                f"and {model.n_classes} classes"
             )
-        self.reso_builder, self.progress, self.extra_state = reso_builder, progress, extra_state or {}
+        self.reso_builder, self.progress, self.log = reso_builder, progress, log
+        self.identity = json.loads(json.dumps(identity or {}))  # plain values, as stored
         self.loss_fn = build_loss(config.loss)
         self.opt = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
@@ -337,32 +276,36 @@ class Trainer:
         return total / max(n, 1)
 
     def state(self) -> dict:
+        "The checkpoint: tensors and plain values only."
         return dict(
             format="bacgcn-train",
             epoch=self.epoch,
             config=self.config.to_dict(),
+            identity=self.identity,
             history=self.history,
             model=self.model.checkpoint(),
             optimizer=self.opt.state_dict(),
             scheduler=self.sched.state_dict(),
-            **self.extra_state,
         )
 
     def save(self) -> Path:
-        return atomic_torch_save(self.state(), self.checkpoint_path)
+        return save_torch_atomic(self.state(), self.checkpoint_path)
 
     def resume(self) -> bool:
         "Load the last checkpoint in `out_dir` if there is one; True when a run was resumed."
         if not self.checkpoint_path.exists():
             return False
-        ck = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        if ck.get("format") != "bacgcn-train":
+        ck = load_torch(self.checkpoint_path, "training checkpoint", map_location=self.device)
+        if not isinstance(ck, dict) or ck.get("format") != "bacgcn-train":
             raise ValueError(f"{self.checkpoint_path}: not a bacgcn training checkpoint")
-        stored = TrainConfig.from_any(ck["config"])
-        if stored.to_dict() != self.config.to_dict():
-            diff = sorted(k for k, v in self.config.to_dict().items() if ck["config"].get(k) != v)
+        stored = TrainConfig.from_any(ck["config"]).to_dict()
+        diff = [f"train.{k}" for k, v in self.config.to_dict().items() if stored.get(k) != v]
+        diff += [k for k in sorted(set(ck.get("identity", {})) | set(self.identity))
+                 if ck.get("identity", {}).get(k) != self.identity.get(k)]
+        if diff:
             raise ValueError(
-                f"{self.checkpoint_path}: written with a different config (fields {diff}); use another output folder or the same config"
+                f"{self.checkpoint_path} was written by another run (it differs in {', '.join(diff)}); "
+                "continue it with its own settings, or start this run in another output folder"
             )
         self.model.load_checkpoint(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -385,20 +328,18 @@ class Trainer:
         for epoch in range(self.epoch + 1, last + 1):
             if self.config.reso and epoch == self.config.reso_start_epoch:
                 self._add_reso(epoch)
+            lr = self.opt.param_groups[0]["lr"]  # the rate this epoch trains with (the scheduler steps after it)
             loss = self.train_epoch(epoch)
-            rec = dict(
-                epoch=epoch,
-                loss=loss,
-                reso=self._reso_on(epoch),
-                n_samples=len(self.train_set),
-                lr=self.opt.param_groups[0]["lr"],
-            )
+            rec = dict(epoch=epoch, loss=loss, reso=self._reso_on(epoch), n_samples=len(self.train_set), lr=lr)
             if self.eval_source is not None:
                 rec["mAP"] = float(self.evaluate()["mAP"])
+            if self.log:
+                test = f", test mAP {100 * rec['mAP']:.2f}" if "mAP" in rec else ""
+                self.log(f"epoch {epoch}/{self.config.epochs}: loss {loss:.4f}{test}{' (ReSO)' * rec['reso']}")
             self.history.append(rec)
             self.epoch = epoch
             self.save()
-            write_json(self.history, self.out_dir / "history.json")
+            write_json_atomic(self.out_dir / "history.json", self.history)
         return self.history
 
 # %% ../nbs/14_train.ipynb #4519d81f

@@ -13,9 +13,8 @@ import torch
 from bacgcn.bench import (PeakRSS, bench_extract, bench_growth, bench_train, cache_bytes, check_disk, device_slug,
                           flops_per_image, format_table, one_image_loop, rss, synthetic_cache, write_jpegs)
 from bacgcn.clip import load_clip, tiny_clip_config
-from bacgcn.features import FeatureCache, extract_features
-from bacgcn.shard import DeviceEncoder, FileFeatureSource, extract_fast
-from bacgcn.train import FeatureSource
+from bacgcn.features import FeatureCache, FeatureSource, FileFeatureSource, extract_features
+from bacgcn.shard import DeviceEncoder, extract_fast
 
 TINY = dict(model_config=tiny_clip_config(), model_name="tiny")
 linux_proc = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc for RSS")

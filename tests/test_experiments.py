@@ -162,9 +162,12 @@ def test_run_writes_its_folder(runs, protocol):
 
 def test_voc_protocol_options_reach_the_reader(runs):
     results, _ = runs
-    cfg = json.loads((results / "voc2007" / "tiny" / "config.json").read_text())
-    assert (cfg["train_split"], cfg["test_split"], cfg["dataset_options"]) == ("trainval", "test", {"difficult": "ignore"})
+    from bacgcn.pipeline import ExperimentConfig
+    cfg = ExperimentConfig.from_any(results / "voc2007" / "tiny" / "config.json")
+    spec = cfg.data_spec()
+    assert (cfg.protocol, spec.train_split, spec.test_split, spec.dataset_options) == ("voc2007", "trainval", "test", {"difficult": "ignore"})
     m = json.loads((results / "voc2007" / "tiny" / "metrics.json").read_text())
+    assert m["protocol_exact"] is True and m["deviations"] == {}
     assert m["pseudo_label_quality"]["n_images"] == N   # the training split's labels score the pseudo labels
 
 
@@ -194,7 +197,7 @@ def test_report_collates_runs_and_says_not_run(runs):
     row = "| BAC-GCN (this implementation) | " + " | ".join(ours.tolist()) + " |"
     assert row in readme
     assert "| BAC-GCN (reported) | 93.0 | 93.2 | 72.2 | 48.8 | – |" in readme
-    assert "| TagCLIP (reported) | 92.8 | – | 68.8 | – | – |" in readme
+    assert "| TagCLIP (reported) | 92.8 | – | 68.8 | 35.0 | – |" in readme
     assert (results / "figures" / "main_table.png").is_file() and (results / "figures" / "map_per_epoch.png").is_file()
 
 
@@ -225,8 +228,9 @@ def test_collect_results_reads_the_demo_schema(tmp_path):
                              "methods": {"bacgcn": {"mAP": 0.6}, "bacgcn_no_reso": {"mAP": 0.55}, "zeroshot_clip_global": {"mAP": 0.3}}}))
     res = collect_results(tmp_path)
     assert set(res["protocol"]) == {"synthetic"} and set(res["n_train"]) == {300} and set(res["clip"]) == {"tinyclip-synth"}
-    t = main_table(res)
-    assert t.loc["BAC-GCN (this implementation)", "synthetic"] == "60.0" and t.loc["CLIP zero-shot, global g", "synthetic"] == "30.0"
+    assert set(res["exact"]) == {False} and set(res["weights"]) == {"unknown"}
+    t = main_table(res)   # not a protocol run (`bacgcn run run -p protocol synthetic` is): it stays out of the main table
+    assert t.loc["BAC-GCN (this implementation)", "synthetic"] == NOT_RUN
     assert not any("no_reso" in i for i in t.index), "the demo's ablation methods stay out of the main table"
 
 
@@ -284,8 +288,8 @@ def test_run_notebook_default_out_dir_from_notebook_defaults(tmp_path, monkeypat
     "With no out_dir, the folder comes from the notebook's own defaults (here: results/<protocol>/<run name>)."
     from bacgcn.experiments import resolve_out_dir
     monkeypatch.chdir(tmp_path)
-    assert resolve_out_dir("run", {"protocol": "coco2014", "seed": 3}) == Path("results/coco2014/ViT-B-16-openai-native-maskclip-reso11-e16-s3")
-    assert resolve_out_dir("run", {"protocol": "nuswide", "train": {"epochs": 4}, "reso": False}).name == "ViT-B-16-openai-native-maskclip-noreso-e4-s0"
+    assert resolve_out_dir("run", {"protocol": "coco2014", "seed": 3}) == Path("results/coco2014/ViT-B-16-openai-native-squash-maskclip-reso11-e16-s3")
+    assert resolve_out_dir("run", {"protocol": "nuswide", "train": {"epochs": 4}, "reso": False}).name == "ViT-B-16-openai-native-squash-maskclip-noreso-e4-s0"
     assert resolve_out_dir("ablation", {"protocol": "voc2012-main"}) == Path("results/voc2012-main/ablation")
     assert resolve_out_dir("report", {}) == Path("results")
 
@@ -398,7 +402,7 @@ def test_check_data_synthetic_layout(tmp_path):
     assert whats(check_data("synthetic", tmp_path)) == [("synth.json", "vocabulary file missing")]
     from bacgcn.synth import synth_vocab
     synth_vocab().save(tmp_path / "synth.json")
-    assert whats(check_data("labels", tmp_path)) == [("train_00000.png", "1 of 1 image files missing (train_00000.png)"),
+    assert whats(check_data("synthetic", tmp_path)) == [("train_00000.png", "1 of 1 image files missing (train_00000.png)"),
                                                      ("test_cls.txt", "missing")]
 
 

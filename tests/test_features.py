@@ -11,7 +11,7 @@ from PIL import Image
 
 import bacgcn.features as feats
 from bacgcn.clip import load_clip, tiny_clip_config
-from bacgcn.features import (FeatureCache, FeatureConfig, encode_images_from_paths, extract_features, plan_batches,
+from bacgcn.features import (IDENTITY_FIELDS, FeatureCache, FeatureConfig, encode_images_from_paths, extract_features, plan_batches,
                              read_image, read_manifest, to_rgb, write_json_atomic)
 
 CFG = dict(batch_size=3, chunk_size=4, num_workers=0)
@@ -98,8 +98,8 @@ def test_image_set_extraction(bb, image_set, tmp_path):
             np.testing.assert_allclose(fc[name][i].astype(np.float32), ref[name][0].numpy(), atol=1e-3, rtol=0, err_msg=f"{image_id} {name}")
     m = read_manifest(tmp_path / "cache")
     assert m["image_ids"] == [i for i, _ in items] and m["chunks_done"] == [0, 1, 2, 3]
-    assert {k: m[k] for k in ("model_name", "weights_sha256", "image_size", "dense", "rho")} == bb.identity
-    assert m["version"] == 1 and m["n_patches"] == 16 and m["embed_dim"] == 32
+    assert {k: m[k] for k in IDENTITY_FIELDS} == bb.identity
+    assert m["version"] == 2 and m["n_patches"] == 16 and m["embed_dim"] == 32
 
 
 class Flaky:
@@ -148,12 +148,13 @@ def test_mismatched_cache_refused(bb, image_set, tmp_path):
     items = image_set[0][:5]
     extract_features(items, bb, tmp_path / "c", CFG, progress=False)
     cases = [(_backbone(seed=1), "weights_sha256"), (_backbone(rho=0.25), "rho"), (_backbone(dense="vanilla"), "dense"),
-             (_backbone(image_size=64), "image_size"), (_backbone(model_name="other"), "model_name")]
+             (_backbone(image_size=64), "image_size"), (_backbone(model_name="other"), "model_name"),
+             (_backbone(geometry="letterbox"), "geometry"), (_backbone(quick_gelu=True), "activation")]
     for other, field in cases:
         with pytest.raises(ValueError, match=field) as e:
             extract_features(items, other, tmp_path / "c", CFG, progress=False)
         assert "overwrite=True" in str(e.value)
-    with pytest.raises(ValueError, match="different image list"):
+    with pytest.raises(ValueError, match="another image list"):
         extract_features(items[:4], bb, tmp_path / "c", CFG, progress=False)
     with pytest.raises(ValueError, match="alpha_background"):
         extract_features(items, bb, tmp_path / "c", dict(CFG, alpha_background="black"), progress=False)

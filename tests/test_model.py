@@ -319,11 +319,24 @@ def test_checkpoint_from_another_vocabulary_is_refused(tmp_path):
 
 
 def test_checkpoint_bad_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
         BACGCN.from_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt: not a readable torch checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt is not a readable torch file"):
         BACGCN.from_checkpoint(tmp_path / "junk.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pt is empty"):
+        BACGCN.from_checkpoint(tmp_path / "empty.pt")
+    with pytest.raises(ValueError, match="is a folder"):
+        BACGCN.from_checkpoint(tmp_path)
+
+    class Payload:  # unpickling it would run code
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"format": "x", "payload": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="evil.pt was refused: loading it would run code"):
+        BACGCN.from_checkpoint(tmp_path / "evil.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a BAC-GCN model checkpoint"):
         BACGCN.from_checkpoint(tmp_path / "other.pt")

@@ -84,21 +84,30 @@ def test_extract_train_evaluate_predict_from_the_command_line(world, tmp_path, c
     assert [h["reso"] for h in hist] == [False, True] and hist[1]["n_samples"] > hist[0]["n_samples"]
     assert "train005" in (out / "alignment.txt").read_text()
 
+    assert m["protocol"] is None and m["protocol_exact"] is False and m["devices"]["clip"] == "cpu"
+
     capsys.readouterr()
-    assert main(["evaluate", "--checkpoint", str(out / "model.pt"), "--dataset", "labels", "--data-root", str(d / "test_cls.txt"),
-                 "--options", json.dumps({"class_names": CLASSES, "image_root": str(d / "images")}),
+    data = ["--dataset", "labels", "--data-root", str(d), "--image-root", str(d / "images"), "--vocab", str(d / "vocab.json")]
+    assert main(["evaluate", "--checkpoint", str(out / "model.pt"), *data, "--split", "test_cls.txt",
                  "--cache-dir", str(d / "cache-eval"), "--json", "--quiet"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["mAP"] == pytest.approx(m["methods"]["bacgcn"]["mAP"], abs=1e-6)
 
     preds = tmp_path / "preds.csv"
     assert main(["predict", "--checkpoint", str(out / "model.pt"), str(d / "images" / "test000.jpg"),
-                 str(d / "images" / "train005.jpg"), "--out", str(preds), "--quiet"]) == 0
+                 str(d / "images" / "train005.jpg"), "--out", str(preds), "--quiet", "--threshold", "0"]) == 0
     import pandas as pd
     df = pd.read_csv(preds)
     assert list(df["image"].map(lambda p: Path(p).name)) == ["test000.jpg", "train005.jpg"]
-    assert {"score:boat", "score:water", "labels", "error"} <= set(df.columns)
+    assert {"score:boat", "score:water", "labels", "error", "region:boat"} <= set(df.columns)
     assert df["error"].isna().tolist() == [True, False]
+    x0, y0, x1, y1 = map(int, df.loc[0, "region:boat"].split())
+    assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 40   # pixels of the 40 x 40 photo
+
+    # a whole split through the same data flags
+    assert main(["predict", "--checkpoint", str(out / "model.pt"), *data, "--split", "test_cls.txt",
+                 "--out", str(tmp_path / "split.csv"), "--quiet"]) == 0
+    assert len(pd.read_csv(tmp_path / "split.csv")) == 12
 
 
 def test_resume_equals_uninterrupted_and_cache_refuses_other_model(world, tmp_path):
@@ -130,12 +139,20 @@ def test_resume_equals_uninterrupted_and_cache_refuses_other_model(world, tmp_pa
         extract_features(items, other, next((tmp_path / "cache").glob("train-*")), {"num_workers": 0}, progress=False)
 
 
-def test_same_seed_same_metrics_and_console_script(world, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "bacgcn", "train", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "--resume" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "bacgcn", "evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--dataset", "voc2007",
-                        "--data-root", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
+def test_same_seed_same_metrics_through_the_console_script(world, tmp_path):
+    "Two `python -m bacgcn train` processes with the same seed write identical metrics; another seed does not."
+    def train(out, seed):
+        r = subprocess.run([sys.executable, "-m", "bacgcn", "train", *_common(world), "--captions", str(world / "captions.json"),
+                            "--out", str(out), "--epochs", "2", "--seed", str(seed), "-s", "train.reso=false",
+                            "-s", "train.batch_size=8", "-s", "train.model.kernel.top_k=2"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return json.loads((out / "metrics.json").read_text())["methods"]["bacgcn"]
+    a, b, c = train(tmp_path / "a", 0), train(tmp_path / "b", 0), train(tmp_path / "c", 1)
+    assert a == b
+    assert a["ap_per_class"] != c["ap_per_class"]
+    r = subprocess.run([sys.executable, "-m", "bacgcn", "evaluate", "--checkpoint", str(tmp_path / "none.pt"),
+                        "--protocol", "voc2007", "--data-root", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "none.pt does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_fixed_reso_regions_and_target_override(world, tmp_path):

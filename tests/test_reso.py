@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
+from bacgcn.ops import min_max
 from bacgcn.reso import (ResoConfig, SmallRegion, as_grid, connected_components, crop_and_resize, crop_box_pixels,
-                         crop_targets, expand_box, mask_box, minmax_normalize, region_targets, select_region,
+                         crop_targets, expand_box, mask_box, region_targets, select_region,
                          small_object_regions, threshold_mask)
 
 A = np.array([[0.2, 0.2, 0.2, 0.2],
@@ -20,14 +21,14 @@ C = np.array([[1.0, 0.0, 0.0, 0.0],
 
 
 def test_normalise_threshold_area():
-    np.testing.assert_allclose(minmax_normalize(A)[1], [0, 1, 0.75, 0])
+    np.testing.assert_allclose(min_max(A, axis=(-2, -1))[1], [0, 1, 0.75, 0])
     assert threshold_mask(A, 0.5).sum() == 2
     assert threshold_mask(A, 0.8).sum() == 1
     assert threshold_mask(np.array([[0.0, 0.5], [1.0, 0.25]]), 0.5).sum() == 1   # strict >: 0.5 itself is out
     assert threshold_mask(BIG, 0.5).mean() == 0.5
-    np.testing.assert_array_equal(minmax_normalize(np.full((2, 2), 3.0)), np.zeros((2, 2)))
+    np.testing.assert_array_equal(min_max(np.full((2, 2), 3.0), axis=(-2, -1)), np.zeros((2, 2)))
     # min-max normalisation is per map
-    two = minmax_normalize(np.stack([A, 10 * C]))
+    two = min_max(np.stack([A, 10 * C]), axis=(-2, -1))
     np.testing.assert_allclose(two[1], C)
 
 
@@ -121,24 +122,25 @@ def test_components_and_boxes():
 
 
 def test_crop_box_pixels():
-    assert crop_box_pixels((0.125, 0.1875, 0.875, 0.5625), 200, 100) == (25, 0, 175, 100)
-    assert crop_box_pixels((0.125, 0.1875, 0.875, 0.5625), 200, 100, square=False) == (25, 19, 175, 56)
-    assert crop_box_pixels((0.5, 0.5, 0.55, 0.55), 200, 100) == (89, 37, 121, 69)
-    assert crop_box_pixels((0.9, 0.9, 1.0, 1.0), 100, 100, min_crop_px=40) == (60, 60, 100, 100)   # shifted inside
-    assert crop_box_pixels((0.0, 0.0, 1.0, 1.0), 640, 480) == (0, 0, 640, 480)
-    for bad in [(0.5, 0.5, 0.5, 0.6), (-0.1, 0, 0.5, 0.5), (0, 0, 1.2, 0.5)]:
-        with pytest.raises(ValueError, match="is not"):
+    assert crop_box_pixels((25, 18.75, 175, 56.25), 200, 100) == (25, 0, 175, 100)
+    assert crop_box_pixels((25, 18.75, 175, 56.25), 200, 100, square=False) == (25, 19, 175, 56)
+    assert crop_box_pixels((100, 50, 110, 55), 200, 100) == (89, 37, 121, 69)
+    assert crop_box_pixels((90, 90, 100, 100), 100, 100, min_crop_px=40) == (60, 60, 100, 100)   # shifted inside
+    assert crop_box_pixels((0, 0, 640, 480), 640, 480) == (0, 0, 640, 480)
+    assert crop_box_pixels((-10, -5, 20, 30), 100, 100, min_crop_px=1) == (0, 0, 30, 30)   # clipped to the photo
+    for bad in [(50, 50, 50, 60), (-20, 0, -5, 50), (120, 0, 150, 50)]:   # empty, or outside the photo
+        with pytest.raises(ValueError, match="empty or outside"):
             crop_box_pixels(bad, 100, 100)
 
 
 def test_crop_and_resize_shows_the_object():
     img = Image.new("RGB", (300, 200), (0, 0, 255))
     img.paste((255, 0, 0), (200, 40, 230, 70))
-    crop = crop_and_resize(img, (200 / 300, 40 / 200, 230 / 300, 70 / 200), 224)
+    crop = crop_and_resize(img, (200, 40, 230, 70), 224)
     assert crop.size == (224, 224) and crop.mode == "RGB"
     assert crop.getpixel((112, 112)) == (255, 0, 0)
     assert crop.getpixel((0, 0)) == (0, 0, 255)              # the 32 px minimum leaves a blue border
-    gray = crop_and_resize(img.convert("L"), (0.1, 0.1, 0.5, 0.5), (32, 48))
+    gray = crop_and_resize(img.convert("L"), (30, 20, 150, 100), (32, 48))
     assert gray.size == (32, 48) and gray.mode == "L"
 
 

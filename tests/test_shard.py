@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 
 from bacgcn.clip import load_clip, tiny_clip_config
-from bacgcn.features import ARRAY_NAMES, FeatureCache, extract_features, read_manifest
-from bacgcn.shard import (FileFeatureSource, NpyFile, dist_env, extract_fast, extract_shard, extract_sharded, jpeg_frame,
-                          merge_feature_shards, shard_dir, shard_rows)
-from bacgcn.train import FeatureSource, Segment, TrainingSet
+from bacgcn.features import (ARRAY_NAMES, FeatureCache, FeatureSource, FileFeatureSource, NpyFile, extract_features,
+                             read_manifest)
+from bacgcn.shard import (dist_env, extract_fast, extract_shard, extract_sharded, jpeg_frame, merge_feature_shards,
+                          shard_dir, shard_rows)
+from bacgcn.train import Segment, TrainingSet
 
 CFG = dict(batch_size=2, chunk_size=3, num_workers=0)
 
@@ -294,7 +295,7 @@ def test_extract_experiment_sharded_without_torchrun(tmp_path, monkeypatch):
 def test_fast_config_and_encoder_bad_input(bb):
     from types import SimpleNamespace
     from torchvision import transforms as T
-    from bacgcn.shard import DeviceEncoder, FastConfig, _tensor_transforms, uint8_preprocess
+    from bacgcn.shard import DeviceEncoder, FastConfig, tensor_transforms, uint8_preprocess
     with pytest.raises(ValueError, match="decode='gpu'"):
         FastConfig(decode="gpu")
     with pytest.raises(ValueError, match="cpu_precision"):
@@ -308,7 +309,7 @@ def test_fast_config_and_encoder_bad_input(bb):
         uint8_preprocess(odd)
     squash = SimpleNamespace(preprocess=T.Compose([T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)]))
     with pytest.raises(ValueError, match="use decode='pil'"):
-        _tensor_transforms(squash)
+        tensor_transforms(squash)
 
 
 def test_attention_fix_follows_the_fast_config_and_is_restored(bb):
