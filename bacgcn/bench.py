@@ -29,6 +29,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from .clip import ClipConfig, load_clip
+from .config import resolve_device
 from bacgcn.features import (
     CACHE_VERSION,
     MANIFEST,
@@ -457,7 +458,7 @@ def _agreement(cache, base: dict, n: int) -> dict:
 def bench_extract(
     out_dir="results/bench",
     *,
-    device: str = "cpu",
+    device: str = "auto",
     clip: dict | None = None,
     image_size: int = 224,
     n_images: int = 128,
@@ -475,6 +476,7 @@ def bench_extract(
     """Extraction throughput of `extract_fast` against the one-image loop, compute floor and stage rates; writes `out_dir/<name>.json`.
     `clip`: `ClipConfig` fields (default ViT-B-16 with random weights, bf16 on CUDA). `variants`: True, False or the names to run
     (CPU: pipeline_fp32, baseline_bf16; CUDA: compile, decode_pil, no_channels_last, no_contiguous_attention)."""
+    device = str(resolve_device(device))  # auto: the GPU when there is one
     dev, info = torch.device(device), machine_info(device)
     cuda = dev.type == "cuda"
     batch_size = batch_size or (256 if cuda else 32)
@@ -694,7 +696,7 @@ def time_epoch(
 def bench_train(
     out_dir="results/bench",
     *,
-    device: str = "cpu",
+    device: str = "auto",
     n_images: int = 82081,
     n_patches: int = 196,
     embed_dim: int = 512,
@@ -708,6 +710,7 @@ def bench_train(
     seed: int = 0,
 ) -> dict:
     "Epoch time and peak RSS of training on an `n_images x n_patches x embed_dim` fp16 cache (generated if absent), per reader."
+    device = str(resolve_device(device))  # auto: the GPU when there is one
     dev, info = torch.device(device), machine_info(device)
     cache_dir = Path(
         cache_dir or Path(tempfile.gettempdir()) / f"bacgcn-bench-cache-{n_images}x{n_patches}x{embed_dim}"
@@ -758,7 +761,7 @@ def bench_train(
 def bench_growth(
     out_dir="results/bench",
     *,
-    device: str = "cpu",
+    device: str = "auto",
     clip: dict | None = None,
     scales: tuple = (1, 2, 4),
     sizes: tuple = (224, 448),
@@ -776,6 +779,7 @@ def bench_growth(
 ) -> dict:
     """Extraction and epoch time at `scales` x the base image counts (first size) and at every size in `sizes` (base count).
     Every point is measured `repeats` times, the rounds interleaved, and the fastest kept (the least disturbed by other jobs)."""
+    device = str(resolve_device(device))  # auto: the GPU when there is one
     dev, info = torch.device(device), machine_info(device)
     cuda, fast = dev.type == "cuda", _default_fast(device, fast)
     cfg = FeatureConfig(

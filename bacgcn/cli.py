@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from .config import deep_merge
+
 # %% auto #0
 __all__ = ['FLAG_FIELDS', 'IMAGE_SUFFIXES', 'set_dotted', 'experiment_from_args', 'default_run_dir', 'expand_images',
            'build_parser', 'main']
@@ -170,14 +172,14 @@ def _add_caption(sub):
 
 # %% ../nbs/26_cli.ipynb #566b56fb
 def set_dotted(d: dict, key: str, value) -> dict:
-    "d with d[a][b][c] = value for key 'a.b.c' (creating the nested dicts)."
+    "d with d[a][b][c] = value for key 'a.b.c' (creating the nested dicts); a dict value is merged into a dict there."
     *path, last = key.split(".")
     for k in path:
         nxt = d.setdefault(k, {})
         if not isinstance(nxt, dict):
             raise ValueError(f"-s {key}: {k!r} is not a nested config")
         d = nxt
-    d[last] = value
+    d[last] = deep_merge(d[last], value) if isinstance(value, dict) and isinstance(d.get(last), dict) else value
     return d
 
 
@@ -507,7 +509,7 @@ def _add_bench(sub):
         ("growth", "extraction and epoch time at 1x/2x/4x images and 224 vs 448 px", 8),
     ]:
         q = s.add_parser(what, help=hlp, description=hlp)
-        q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default cpu)")
+        q.add_argument("--device", default="auto", help="auto (default: the GPU when there is one), cpu, cuda, cuda:1")
         q.add_argument("--out", default="results/bench", help="folder of the result JSON (default results/bench)")
         q.add_argument("--images", type=int, default=images, help=f"images (default {images})")
         q.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")

@@ -233,7 +233,7 @@ def run_reso_diagnosis(
     return out
 
 # %% ../nbs/21_demo.ipynb #5f81b443
-def demo_backbone(device: str = "cpu"):
+def demo_backbone(device: str = "auto"):
     "The shipped tiny CLIP, loaded through the same loader as real CLIP weights."
     from bacgcn.clip import load_clip
     from bacgcn.tinyclip import tiny_clip_files

@@ -48,9 +48,9 @@ from bacgcn.train import (
 from .vocab import Vocab, load_vocab
 
 # %% auto #0
-__all__ = ['RUN_FILE', 'RUN_OUTPUTS', 'Alignment', 'align', 'find_small_objects', 'make_reso_builder', 'Prepared', 'prepare',
-           'RunResult', 'build_model', 'train_and_evaluate', 'rows_view', 'zero_shot_baselines', 'load_model',
-           'model_backbone', 'class_regions', 'predict', 'ExperimentConfig', 'load_experiment_data',
+__all__ = ['RUN_FILE', 'RUN_OUTPUTS', 'Alignment', 'align', 'find_small_objects', 'save_region_crop', 'make_reso_builder',
+           'Prepared', 'prepare', 'RunResult', 'build_model', 'train_and_evaluate', 'rows_view', 'zero_shot_baselines',
+           'load_model', 'model_backbone', 'class_regions', 'predict', 'ExperimentConfig', 'load_experiment_data',
            'make_pseudo_labels', 'run_identity', 'identity_differences', 'RunFolderError', 'check_run_folder',
            'claim_run_folder', 'metrics_entry', 'experiment_metrics', 'write_metrics', 'run_experiment',
            'extract_experiment', 'evaluate_checkpoint']
@@ -119,7 +119,7 @@ def find_small_objects(
     return out
 
 
-def _save_crop(path: Path, image_path, box, backbone: ClipBackbone, min_crop_px: int) -> bool:
+def save_region_crop(path: Path, image_path, box, backbone: ClipBackbone, min_crop_px: int) -> bool:
     "Write the ReSO crop of region `box` (input units) of the photo at `image_path`; False when it cannot be made."
     try:
         photo = read_image(image_path)
@@ -186,7 +186,7 @@ def make_reso_builder(
         items = []
         for j, (i, o, box, _) in enumerate(tqdm(regions, desc="ReSO crops", disable=not progress, leave=False)):
             f = crop_dir / f"{j:07d}.png"
-            if f.exists() or _save_crop(f, image_paths[i], box, backbone, reso_config.min_crop_px):
+            if f.exists() or save_region_crop(f, image_paths[i], box, backbone, reso_config.min_crop_px):
                 items.append((f"{image_ids[i]}#{o}", f))
         if log:
             log(f"ReSO at epoch {epoch}: {len(regions)} small-object regions, {len(items)} crops")
