@@ -287,7 +287,9 @@ def _extract(args):
             "cpu_precision": "bf16" if args.cpu_bf16 else "fp32",
             "compile": args.compile,
         }
-    caches = extract_experiment_sharded(experiment_from_args(args), progress=not args.quiet, fast=fast)
+    log = None if args.quiet else (lambda s: print(s, flush=True))
+    caches = extract_experiment_sharded(experiment_from_args(args), progress=not args.quiet, fast=fast,
+                                        overwrite=args.overwrite, log=log)  # fmt: skip
     if dist_env()[0] == 0:
         for c in caches:
             print(c)
@@ -373,6 +375,7 @@ def _add_model_commands(sub):
     p.add_argument("--decode", choices=["auto", "pil", "torchvision"], help="decoding of the fast path (implies --fast)")
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast with AMX; implies --fast)")
     p.add_argument("--compile", action="store_true", help="torch.compile the CLIP forward (implies --fast)")
+    p.add_argument("--overwrite", action="store_true", help="recompute caches that exist (e.g. after an error)")
     p.set_defaults(func=_extract)
     p = sub.add_parser("train", help="pseudo labels + features + BAC-GCN training + evaluation of one experiment")
     _experiment_flags(p, training=True)

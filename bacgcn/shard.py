@@ -596,9 +596,10 @@ def extract_sharded(
 
 # %% ../nbs/24_shard.ipynb #26dadb0f
 def extract_experiment_sharded(
-    config, *, progress: bool = True, fast: FastConfig | dict | None = None
+    config, *, progress: bool = True, fast: FastConfig | dict | None = None, overwrite: bool = False, log=None
 ) -> list[FeatureCache]:
-    "Extract (or finish) an experiment's feature caches, sharded across torchrun processes; `fast`: use `extract_fast`."
+    """Extract (or finish) an experiment's feature caches, sharded across torchrun processes; `fast`: use `extract_fast`;
+    `overwrite`: recompute caches that exist."""
     cfg = ExperimentConfig.from_any(config)
     spec = cfg.data_spec()
     rank, world, local = dist_env()
@@ -612,5 +613,8 @@ def extract_experiment_sharded(
         for split in [s for s in (spec.train_split, spec.test_split) if s]:
             items = load_split(spec, split).items()
             folder = cache_path(cfg.cache_dir, split_name(spec, split), backbone, items, cfg.features or None)
-            out.append(extract_sharded(items, backbone, folder, cfg.features or None, extract_fn=fn, progress=progress))
+            if log and rank == 0:
+                log(f"features of {split_name(spec, split)}: {len(items)} images -> {folder}")
+            out.append(extract_sharded(items, backbone, folder, cfg.features or None, extract_fn=fn, progress=progress,
+                                       overwrite=overwrite))  # fmt: skip
     return out
