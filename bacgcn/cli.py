@@ -272,6 +272,7 @@ def _experiment_flags(p, training: bool):
         p.add_argument("--seed", type=int)
         p.add_argument("--resume", action="store_true", help="continue this run's checkpoint in --out")
         p.add_argument("--overwrite", action="store_true", help="replace a folder that another run wrote")
+        p.add_argument("--tta", action="store_true", help="also evaluate bacgcn_tta (test-time tiles, an extension)")
     p.add_argument("-s", "--set", action="append", metavar="KEY=VALUE", help="set any config field, dotted for nested ones")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
 
@@ -299,6 +300,8 @@ def _train(args):
     from bacgcn.pipeline import run_experiment
 
     d = experiment_from_args(args)
+    if args.tta and d.get("tta") is None:
+        d["tta"] = {}
     d.setdefault("out_dir", default_run_dir(d))
     log = None if args.quiet else (lambda s: print(s, flush=True))
     m = run_experiment(d, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite, log=log)
@@ -361,7 +364,8 @@ def _predict(args):
         images = expand_images(args.images)
     else:
         raise ValueError("give image files or folders, or --protocol/--dataset with --data-root for a whole split")
-    df = predict(args.checkpoint, images, threshold=args.threshold, progress=not args.quiet, device=args.device or "auto")
+    df = predict(args.checkpoint, images, threshold=args.threshold, progress=not args.quiet, device=args.device or "auto",
+                 tta={} if args.tta else None)  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     bad = int(df["error"].notna().sum()) if "error" in df else 0
@@ -397,6 +401,7 @@ def _add_model_commands(sub):
     p.add_argument("--split", help="with --protocol: the split to predict (default: its test split)")
     p.add_argument("--out", default="predictions.csv", help="CSV file to write")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--tta", action="store_true", help="re-score from upscaled tiles (bacgcn_tta, an extension)")
     p.add_argument("--device", help="auto (default) | cpu | cuda")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_predict)
@@ -429,6 +434,27 @@ def _add_demo(sub):
     p.add_argument("--no-diagnosis", action="store_true", help="skip the ReSO diagnosis (its three oracle runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
+
+# %% ../nbs/26_cli.ipynb #1f5cabae
+def _study(args):
+    from bacgcn.study import StudyConfig, run_study
+
+    cfg = StudyConfig.quick() if args.quick else StudyConfig()
+    if args.seeds:
+        cfg = StudyConfig(**{**cfg.__dict__, "seeds": tuple(range(args.seeds))})
+    run_study(args.out, config=cfg, work_dir=args.work_dir, log=(lambda s: None) if args.quiet else print)
+
+
+def _add_study(sub):
+    p = sub.add_parser("study", help="which parts of BAC-GCN matter: seeds, CIs, choices on val (synthetic benchmark)",
+                       description="Five synthetic worlds; every method, ablation and zero-shot baseline with 95% CIs; the "
+                                   "open choices tuned on a validation split by a fixed rule; a non-square world.")  # fmt: skip
+    p.add_argument("--out", default="results/study", help="results folder (default: results/study)")
+    p.add_argument("--work-dir", help="folder for worlds, caches and runs (default: cache/study)")
+    p.add_argument("--seeds", type=int, help="number of worlds (default 5; seeds 0..n-1)")
+    p.add_argument("--quick", action="store_true", help="reduced size (2 worlds, small splits, 3 knobs)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_study)
 
 # %% ../nbs/26_cli.ipynb #26aa1c8e
 def _run(args):
@@ -535,7 +561,7 @@ def _add_bench(sub):
         q.set_defaults(func=_bench)
 
 # %% ../nbs/26_cli.ipynb #985369b2
-_ADDERS = [_add_demo, _add_vocab, _add_captions, _add_caption, _add_model_commands, _add_experiments, _add_bench]
+_ADDERS = [_add_demo, _add_study, _add_vocab, _add_captions, _add_caption, _add_model_commands, _add_experiments, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

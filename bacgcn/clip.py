@@ -704,6 +704,17 @@ class ClipBackbone(nn.Module):
 
     encode_images = forward
 
+    @torch.no_grad()
+    def encode_global(self, x: torch.Tensor) -> torch.Tensor:
+        "The global embedding g alone (one pass, L2-normalised, float32) of images x (B, 3, S, S): `encode_images`' `global`."
+        S = self.image_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, S, S):
+            raise ValueError(f"images must be normalised tensors (B, 3, {S}, {S}), got {tuple(x.shape)}")
+        v = self.model.visual
+        with self._autocast():
+            g = _pooled(v, v.transformer.resblocks[-1](_tokens(v, x.to(self.device, torch.float32))))  # B, D
+        return F.normalize(g.float(), dim=-1)
+
     def __repr__(self):
         c = self.config
         return f"ClipBackbone({self.model_name}, {self.image_size}px {c.geometry}, dense={c.dense}, rho={c.rho}, {self.device})"

@@ -30,8 +30,9 @@ __all__ = ['SIZE_BUCKETS', 'ABLATIONS', 'DIAGNOSIS_RUNS', 'largest_instance_buck
 SIZE_BUCKETS = ("small", "medium", "large")
 
 
-def largest_instance_buckets(boxes: dict, image_ids: list[str], n_classes: int, image_size: int) -> np.ndarray:
-    "(n, C) array of bucket names ('' where the class is absent): the bucket of each class's largest instance."
+def largest_instance_buckets(boxes: dict, image_ids: list[str], n_classes: int, image_size: int | dict) -> np.ndarray:
+    """(n, C) array of bucket names ('' where the class is absent): the bucket of each class's largest instance.
+    `image_size`: the images' (longer) side, or {image id: longer side} for images of several shapes."""
     from bacgcn.synth import size_bucket
 
     out = np.full((len(image_ids), n_classes), "", dtype=object)
@@ -42,7 +43,7 @@ def largest_instance_buckets(boxes: dict, image_ids: list[str], n_classes: int, 
             if side > best.get(c, (-1, None))[0]:
                 best[c] = (side, box)
         for c, (_, box) in best.items():
-            out[i, c] = size_bucket(box, image_size)
+            out[i, c] = size_bucket(box, image_size[k] if isinstance(image_size, dict) else image_size)
     return out
 
 
@@ -233,15 +234,14 @@ def run_reso_diagnosis(
     return out
 
 # %% ../nbs/21_demo.ipynb #5f81b443
-def demo_backbone(device: str = "auto"):
-    "The shipped tiny CLIP, loaded through the same loader as real CLIP weights."
+def demo_backbone(device: str = "auto", **clip):
+    "The shipped tiny CLIP, loaded through the same loader as real CLIP weights; `clip`: other `ClipConfig` fields."
     from bacgcn.clip import load_clip
     from bacgcn.tinyclip import tiny_clip_files
 
     f = tiny_clip_files()
-    return load_clip(
-        model_config=str(f["config"]), pretrained=str(f["weights"]), model_name="tinyclip-synth", device=device
-    )
+    return load_clip(model_config=str(f["config"]), pretrained=str(f["weights"]), model_name="tinyclip-synth",
+                     device=device, **clip)  # fmt: skip
 
 
 def run_demo(

@@ -129,6 +129,8 @@ def run_config(
     vocab: str | None = None,
     zero_shot: bool = True,
     strict: bool = False,
+    tta: bool = False,
+    tta_config: dict | None = None,
     **_,
 ):
     "The `bacgcn.pipeline.ExperimentConfig` of one run of `run.ipynb` (see its parameters cell for each argument)."
@@ -168,6 +170,7 @@ def run_config(
         out_dir=str(out_dir),
         zero_shot=zero_shot,
         strict=strict,
+        tta=dict(tta_config or {}) if tta else None,
     )
 
 # %% ../nbs/18_experiments.ipynb #4b36b769

@@ -17,7 +17,7 @@ import torch
 from .config import as_config
 
 # %% auto #0
-__all__ = ['check_counts', 'count_cooccurrences', 'conditional_probabilities', 'GraphConfig', 'binarize', 'reweight',
+__all__ = ['EDGE_SETS', 'check_counts', 'count_cooccurrences', 'conditional_probabilities', 'GraphConfig', 'binarize', 'reweight',
            'normalize_symmetric', 'category_adjacency', 'mlgcn_adjacency', 'clip_gcn_adjacency', 'Edge',
            'top_conditionals', 'plot_class_background_heatmap']
 
@@ -81,6 +81,9 @@ def conditional_probabilities(counts, pair_counts) -> np.ndarray:
     return P
 
 # %% ../nbs/06_graph.ipynb #46941321
+EDGE_SETS = ("all", "class_background")
+
+
 @dataclass(frozen=True)
 class GraphConfig:
     "How caption co-occurrence becomes the CLIP-GCN adjacency."
@@ -91,8 +94,11 @@ class GraphConfig:
     global_weight: float = 1.0  # weight of a global-local link before normalisation
     self_loops: bool = True  # diagonal 1 - p (1 for nodes without neighbours); global nodes 1
     symmetrize: bool = True  # (A' + A'^T) / 2 before normalising, so that the result is symmetric
+    edges: str = "all"  # category pairs that may be linked: "all" | "class_background" (the paper's figure)
 
     def __post_init__(self):
+        if self.edges not in EDGE_SETS:
+            raise ValueError(f"GraphConfig.edges must be one of {EDGE_SETS}, got {self.edges!r}")
         if not 0 < self.t <= 1:
             raise ValueError(f"GraphConfig.t must be in (0, 1], got {self.t}")
         if not 0 <= self.p <= 1:
@@ -168,9 +174,11 @@ def clip_gcn_adjacency(
     config: GraphConfig | dict | None = None,
     identity: bool = False,
     dtype: torch.dtype = torch.float32,
+    n_classes: int | None = None,
 ) -> torch.Tensor:
     """`(n_global + K)` square adjacency for nodes `[g^H, g^Hc, l_1..l_K]`, symmetrically normalised.
-    Pass `(counts, pair_counts)`, or a `(K, K)` matrix `P` of conditional probabilities alone."""
+    Pass `(counts, pair_counts)`, or a `(K, K)` matrix `P` of conditional probabilities alone.
+    `n_classes`: C, the first C categories being classes (needed for `edges="class_background"`)."""
     cfg = GraphConfig.from_any(config)
     if isinstance(n_global, bool) or not isinstance(n_global, (int, np.integer)) or n_global < 0:
         raise ValueError(f"n_global must be an integer >= 0, got {n_global!r}")
@@ -188,6 +196,11 @@ def clip_gcn_adjacency(
     g, n = n_global, n_global + len(P)
     if identity:
         return torch.eye(n, dtype=dtype)
+    if cfg.edges == "class_background":
+        if n_classes is None or not 0 <= n_classes <= len(P):
+            raise ValueError(f"edges='class_background' needs n_classes in 0..{len(P)}, got {n_classes!r}")
+        is_class = np.arange(len(P)) < n_classes
+        P = np.where(is_class[:, None] != is_class[None, :], P, 0.0)  # keep class-background pairs only
     M = np.zeros((n, n))  # g + K, g + K
     M[g:, g:] = category_adjacency(P, cfg)  # local-local block
     if cfg.self_loops:

@@ -36,6 +36,7 @@ from .ops import sigmoid
 from .protocols import DataSpec, load_split, load_splits, resolve_data, split_name
 from .reso import ResoConfig, SmallRegion, crop_region, expand_box, mask_box, region_targets
 from .reso import select_region, small_object_regions, threshold_mask
+from .tta import TTAConfig, extract_tiles, fuse, tile_boxes, tile_cache_path, tile_logits
 from bacgcn.train import (
     Segment,
     Trainer,
@@ -52,8 +53,8 @@ __all__ = ['RUN_FILE', 'RUN_OUTPUTS', 'Alignment', 'align', 'find_small_objects'
            'Prepared', 'prepare', 'RunResult', 'build_model', 'train_and_evaluate', 'rows_view', 'zero_shot_baselines',
            'load_model', 'model_backbone', 'class_regions', 'predict', 'ExperimentConfig', 'load_experiment_data',
            'make_pseudo_labels', 'run_identity', 'identity_differences', 'RunFolderError', 'check_run_folder',
-           'claim_run_folder', 'metrics_entry', 'experiment_metrics', 'write_metrics', 'run_experiment',
-           'extract_experiment', 'evaluate_checkpoint']
+           'claim_run_folder', 'metrics_entry', 'tta_test_scores', 'experiment_metrics', 'write_metrics',
+           'run_experiment', 'extract_experiment', 'evaluate_checkpoint']
 
 # %% ../nbs/16_pipeline.ipynb #f7346ad8
 @dataclass
@@ -303,7 +304,8 @@ def build_model(prep: Prepared, config: TrainConfig, targets: np.ndarray | None 
     text, cats, soft, hard = _restrict(prep, config.use_backgrounds)
     graph = dict(config.graph)
     identity = bool(graph.pop("identity", False))
-    adj = clip_gcn_adjacency(hard.sum(0), hard.T @ hard, n_global=config.model.n_global, config=graph, identity=identity)
+    adj = clip_gcn_adjacency(hard.sum(0), hard.T @ hard, n_global=config.model.n_global, config=graph, identity=identity,
+                             n_classes=prep.vocab.n_classes)  # fmt: skip
     seed_everything(config.seed)
     model = BACGCN(text, adj, categories=cats, n_classes=prep.vocab.n_classes, config=config.model)
     if config.init_bias_from_prior and config.model.logit_bias:
@@ -472,12 +474,15 @@ def predict(
     batch_size: int = 32,
     progress: bool = True,
     device: str = "auto",
+    tta: TTAConfig | dict | None = None,
 ):
     """Scores of every category (classes and backgrounds) for image paths: a pandas DataFrame with one row per image,
     `score:<category>` columns, `labels` (classes with score >= threshold) and, for those, `region:<class>` (the photo's
-    pixels "x0 y0 x1 y1" where the model sees the class). Unreadable images get a row with `error`."""
+    pixels "x0 y0 x1 y1" where the model sees the class). Unreadable images get a row with `error`.
+    `tta`: also re-score each image from upscaled tiles (`bacgcn.tta`, the `bacgcn_tta` extension)."""
     import pandas as pd
 
+    tta = None if tta is None else as_config(TTAConfig, tta)
     model, extra = load_model(checkpoint)
     backbone = backbone or model_backbone(extra, checkpoint, device)
     model = model.to(backbone.device).eval()
@@ -494,7 +499,12 @@ def predict(
         if ok:
             f = {k: v.to(backbone.device) for k, v in encode_images_from_paths(backbone, [pics[p] for p in ok]).items()}
             res = model(f["patches"], f["global"], f["g_h"], f["g_hc"])
-            scores, sims = torch.sigmoid(res["logits"].float()).cpu().numpy(), res["sim_maps"]
+            logits = res["logits"].float().cpu()
+            if tta is not None:
+                tiles = torch.stack([_tile_globals(backbone, pics[p], tta) for p in ok])  # B, T, D
+                logits = torch.as_tensor(fuse(logits.numpy(), tile_logits(model.cpu(), tiles).numpy(), tta.weight))
+                model = model.to(backbone.device)
+            scores, sims = torch.sigmoid(logits.float()).numpy(), res["sim_maps"]
             out = {p: (scores[j], sims[j]) for j, p in enumerate(ok)}
         for p in chunk:  # input order, unreadable images included
             if p in errors:
@@ -509,6 +519,12 @@ def predict(
                 r[f"region:{model.categories[c]}"] = " ".join(map(str, box))
             rows.append(r)
     return pd.DataFrame(rows)
+
+
+def _tile_globals(backbone: ClipBackbone, photo, tta: TTAConfig) -> torch.Tensor:
+    "The global embeddings (T, D) of a photo's tiles."
+    tiles = [backbone.preprocess(photo.crop(b)) for b in tile_boxes(photo.width, photo.height, tta.grid, tta.overlap)]
+    return backbone.encode_global(torch.stack(tiles)).cpu()
 
 # %% ../nbs/16_pipeline.ipynb #061916e3
 @dataclass
@@ -533,6 +549,7 @@ class ExperimentConfig:
     out_dir: str = "results/run"
     zero_shot: bool = True  # also evaluate the zero-shot baselines
     strict: bool = False  # captions and dataset must cover the same images
+    tta: dict | None = None  # bacgcn.tta.TTAConfig fields: also evaluate `bacgcn_tta` (an extension); None: not
 
     @classmethod
     def from_any(cls, config=None, **overrides) -> ExperimentConfig:
@@ -644,10 +661,27 @@ def metrics_entry(scores: np.ndarray, labels: np.ndarray, class_names: list[str]
     return out
 
 
+def tta_test_scores(prep: Prepared, res: RunResult, config: TTAConfig | dict, cache_dir, *, name: str = "test",
+                    progress: bool = True, log=None) -> np.ndarray:  # fmt: skip
+    "Class scores (n_test, C) of `bacgcn_tta` (`bacgcn.tta`) on the test split: the run's logits fused with its tiles'."
+    cfg = as_config(TTAConfig, config)
+    items = list(zip(prep.test_ids, prep.test_paths))
+    folder = tile_cache_path(cache_dir, name, prep.backbone, items, cfg)
+    tiles, valid = extract_tiles(items, prep.backbone, folder, cfg, progress=progress, log=log)
+    if not valid.all():
+        raise ValueError(f"tiles of {int((~valid).sum())} test images could not be made (see {folder / 'manifest.json'})")
+    model, C = res.model.cpu(), prep.vocab.n_classes
+    full = predict_logits(model, prep.test, prep.test_rows, device="cpu")[:, :C]
+    tl = torch.cat([tile_logits(model, tiles[i : i + 512]) for i in range(0, len(tiles), 512)]).numpy()[:, :C]
+    return sigmoid(fuse(full, tl, cfg.weight))
+
+
 def experiment_metrics(
-    cfg: ExperimentConfig, spec: DataSpec, prep: Prepared, res: RunResult, *, n_test_images: int | None = None
-) -> dict:
-    "The metrics.json of a run: every method's scores on the test split, the data and CLIP it used, its devices."
+    cfg: ExperimentConfig, spec: DataSpec, prep: Prepared, res: RunResult, *, n_test_images: int | None = None,
+    extra_methods: dict | None = None,
+) -> dict:  # fmt: skip
+    """The metrics.json of a run: every method's scores on the test split, the data and CLIP it used, its devices.
+    `extra_methods`: {name: class scores (n_test, C)} of further methods on the same test images (e.g. `bacgcn_tta`)."""
     tc, classes = TrainConfig.from_any(cfg.train), prep.vocab.classes
     n_test = int(len(prep.test_rows)) if prep.test_rows is not None else 0
     metrics = {
@@ -668,9 +702,14 @@ def experiment_metrics(
     }
     if prep.test_labels is not None:
         metrics["methods"]["bacgcn"] = metrics_entry(res.test_scores, prep.test_labels, classes)
+        for name, s in (extra_methods or {}).items():
+            metrics["methods"][name] = metrics_entry(s, prep.test_labels, classes)
         if cfg.zero_shot:
             for k, s in zero_shot_baselines(prep).items():
                 metrics["methods"][f"zeroshot_{k}"] = metrics_entry(s, prep.test_labels, classes)
+    if cfg.tta is not None:
+        tta = as_config(TTAConfig, cfg.tta)
+        metrics["tta"] = {**asdict(tta), "clip_passes_per_test_image": 3 + tta.passes}
     return metrics
 
 
@@ -721,7 +760,12 @@ def run_experiment(
     log("training BAC-GCN")
     res = train_and_evaluate(prep, cfg.train, out, progress=progress, resume=resume, clip_config=asdict(backbone.config),
                              identity=ident, log=log)  # fmt: skip
-    metrics = experiment_metrics(cfg, spec, prep, res, n_test_images=len(test_ds) if test_ds else None)
+    extra = {}
+    if cfg.tta is not None and prep.test_labels is not None:
+        log("bacgcn_tta: tiles of the test images")
+        extra["bacgcn_tta"] = tta_test_scores(prep, res, cfg.tta, cfg.cache_dir, name=split_name(spec, spec.test_split),
+                                              progress=progress, log=log)  # fmt: skip
+    metrics = experiment_metrics(cfg, spec, prep, res, n_test_images=len(test_ds) if test_ds else None, extra_methods=extra)
     if metrics["methods"]:
         write_metrics(metrics, out)
     log(f"done: {out}")

@@ -26,7 +26,7 @@ __all__ = ['CLASSES', 'BACKGROUNDS', 'AFFINITY', 'FLYING', 'SPLITS', 'ASPECT', '
            'LOOK_ALIKES', 'OTHER_NOUNS', 'CLASS_VERB', 'PREPOSITION', 'PLACES', 'GENERIC', 'affinity_matrix',
            'SynthConfig', 'size_bucket', 'draw_sprite', 'Instance', 'Scene', 'scene_rng', 'make_scene', 'plot_scenes',
            'synth_vocab', 'mentioned_categories', 'CaptionerConfig', 'notice_probability', 'simulate_captions',
-           'write_captions', 'image_id', 'make_benchmark', 'read_boxes', 'mention_rates']
+           'write_captions', 'image_id', 'make_benchmark', 'read_sizes', 'read_boxes', 'mention_rates']
 
 # %% ../nbs/19_synth.ipynb #01265176
 CLASSES = [
@@ -82,6 +82,9 @@ class SynthConfig:
     "How synthetic scenes and splits are drawn. Accepts a dict: `SynthConfig.from_dict(d)`."
 
     image_size: int = 64  # rendered side in pixels (96 or 128 give crisper small objects)
+    # non-square worlds: (width, height) of the scenes, taken in turn by index, e.g. ((96, 64), (64, 96));
+    # () renders image_size x image_size squares
+    shapes: tuple = ()
     n_train: int = 2000
     n_val: int = 500
     n_test: int = 1000
@@ -97,8 +100,11 @@ class SynthConfig:
 
     def __post_init__(self):
         self.n_objects_probs, self.horizon = tuple(self.n_objects_probs), tuple(self.horizon)
+        self.shapes = tuple(tuple(int(v) for v in s) for s in self.shapes)
         if self.image_size < 16:
             raise ValueError(f"SynthConfig.image_size must be >= 16, got {self.image_size}")
+        if any(len(s) != 2 or min(s) < 16 for s in self.shapes):
+            raise ValueError(f"SynthConfig.shapes must be (width, height) pairs of at least 16 pixels, got {self.shapes}")
         if not 0 < self.size_min < self.size_max <= 1:
             raise ValueError(f"SynthConfig needs 0 < size_min < size_max <= 1, got {self.size_min}, {self.size_max}")
         if abs(sum(self.n_objects_probs) - 1) > 1e-6 or min(self.n_objects_probs) < 0:
@@ -115,9 +121,13 @@ class SynthConfig:
             raise KeyError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
         return getattr(self, f"n_{split}")
 
+    def shape(self, index: int) -> tuple[int, int]:
+        "(width, height) of scene `index`."
+        return self.shapes[index % len(self.shapes)] if self.shapes else (self.image_size, self.image_size)
+
 
 def size_bucket(box, image_size: int) -> str:
-    "'small' (longer side < 1/8 of the image), 'medium' (< 1/4) or 'large': the rule behind AP by size."
+    "'small' (longer side < 1/8 of the image's longer side `image_size`), 'medium' (< 1/4) or 'large': AP by size."
     s = max(box[2] - box[0], box[3] - box[1]) / image_size
     return "small" if s < 1 / 8 else "medium" if s < 1 / 4 else "large"
 
@@ -341,7 +351,8 @@ class Scene:
         return sorted({o.cls for o in self.instances})
 
     def size(self, o: Instance) -> float:
-        return max(o.box[2] - o.box[0], o.box[3] - o.box[1]) / self.image.shape[1]
+        "An object's longer side as a share of the image's longer side."
+        return max(o.box[2] - o.box[0], o.box[3] - o.box[1]) / max(self.image.shape[:2])
 
 
 def _choice(rng: np.random.Generator, table: dict) -> str:
@@ -350,10 +361,10 @@ def _choice(rng: np.random.Generator, table: dict) -> str:
     return keys[rng.choice(len(keys), p=p / p.sum())]
 
 
-def _layout(rng: np.random.Generator, cfg: SynthConfig) -> tuple[list[str], int | None]:
+def _layout(rng: np.random.Generator, cfg: SynthConfig, height: int | None = None) -> tuple[list[str], int | None]:
     if rng.random() < cfg.p_two_regions:
         top = _choice(rng, TOP_BACKGROUNDS)
-        return [top, _choice(rng, GROUND_UNDER[top])], int(round(rng.uniform(*cfg.horizon) * cfg.image_size))
+        return [top, _choice(rng, GROUND_UNDER[top])], int(round(rng.uniform(*cfg.horizon) * (height or cfg.image_size)))
     return [_choice(rng, SINGLE_BACKGROUNDS)], None
 
 # %% ../nbs/19_synth.ipynb #f3a0c069
@@ -375,17 +386,21 @@ def _pick_object(
     return c, r
 
 
-def _place(rng: np.random.Generator, cls: str, w: int, h: int, region: tuple, n_regions: int, S: int) -> tuple:
+def _place(
+    rng: np.random.Generator, cls: str, w: int, h: int, region: tuple, n_regions: int, S: int, height: int | None = None
+) -> tuple:
+    "The box of a w x h sprite in an S (wide) x `height` (default S) image, inside its region and the image."
+    H = S if height is None else height
     bg, _, (lo, hi) = region
     if cls in FLYING:
         cy = rng.uniform(lo, hi)
         y0 = cy - h / 2
     elif bg in TOP_BACKGROUNDS and n_regions == 2:  # in front of the wall: stand at its foot
-        y0 = hi + rng.uniform(0, 0.15 * S) - h
+        y0 = hi + rng.uniform(0, 0.15 * H) - h
     else:
         y0 = rng.uniform(lo + 0.15 * (hi - lo), hi) - h
     x0 = rng.uniform(0, S) - w / 2
-    x0, y0 = int(round(min(max(x0, 0), S - w))), int(round(min(max(y0, 0), S - h)))
+    x0, y0 = int(round(min(max(x0, 0), S - w))), int(round(min(max(y0, 0), H - h)))
     return (x0, y0, x0 + w, y0 + h)
 
 
@@ -416,12 +431,13 @@ def make_scene(cfg: SynthConfig | dict | None = None, stream: str | int = "train
     "Draw and render scene `index` of `stream` (see the steps above). Deterministic in (cfg.seed, stream, index)."
     cfg = SynthConfig.from_dict(cfg)
     rng = scene_rng(cfg, stream, index)
-    S = cfg.image_size
-    bgs, horizon = _layout(rng, cfg)
-    regions = _regions(bgs, horizon, S)
-    canvas = np.empty((S, S, 3))
+    W, H = cfg.shape(index)
+    S = min(W, H)  # objects are sized on the shorter side, so that they fit
+    bgs, horizon = _layout(rng, cfg, H)
+    regions = _regions(bgs, horizon, H)
+    canvas = np.empty((H, W, 3))
     for bg, _, (lo, hi) in regions:
-        canvas[lo:hi] = _texture(bg, rng, S, S, (lo, hi))[lo:hi]
+        canvas[lo:hi] = _texture(bg, rng, H, W, (lo, hi))[lo:hi]
     n = 1 + rng.choice(len(cfg.n_objects_probs), p=np.array(cfg.n_objects_probs) / sum(cfg.n_objects_probs))
     placed = []  # (class, draw box, region)
     for _ in range(n):
@@ -430,7 +446,7 @@ def make_scene(cfg: SynthConfig | dict | None = None, stream: str | int = "train
         a = ASPECT[CLASSES[c]]
         w, h = (max(2, round(L)), max(2, round(L / a))) if a >= 1 else (max(2, round(L * a)), max(2, round(L)))
         for _ in range(cfg.max_tries):
-            box = _place(rng, CLASSES[c], w, h, regions[r], len(regions), S)
+            box = _place(rng, CLASSES[c], w, h, regions[r], len(regions), W, H)
             if all(_overlap(box, p[1]) <= cfg.max_overlap for p in placed):
                 break
         else:
@@ -880,7 +896,9 @@ def make_benchmark(
         (out / f"{split}_scenes.json").write_text(json.dumps(meta))
         if split in caption_splits:
             write_captions(zip(ids, scenes), out, split, ccfg)
-        buckets = [size_bucket(o.box, cfg.image_size) for s in scenes for o in s.instances]
+        buckets = [size_bucket(o.box, max(s.image.shape[:2])) for s in scenes for o in s.instances]
+        sizes = {i: [int(s.image.shape[1]), int(s.image.shape[0])] for i, s in zip(ids, scenes)}
+        (out / f"{split}_sizes.json").write_text(json.dumps(sizes))
         manifest["splits"][split] = dict(
             n_images=len(ids),
             n_instances=len(buckets),
@@ -890,6 +908,14 @@ def make_benchmark(
     synth_vocab().save(out / "synth.json")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def read_sizes(path) -> dict[str, tuple[int, int]]:
+    "`{split}_sizes.json` -> {image id: (width, height)}."
+    try:
+        return {k: (int(v[0]), int(v[1])) for k, v in json.loads(Path(path).read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"{path}: not a readable sizes JSON file ({e})") from None
 
 
 def read_boxes(path) -> dict[str, list[tuple[int, tuple]]]:
@@ -920,7 +946,7 @@ def mention_rates(
         for k, name in enumerate(CLASSES):
             inst = [o for o in s.instances if o.cls == k]
             key = (
-                size_bucket(max((o.box for o in inst), key=lambda b: max(b[2] - b[0], b[3] - b[1])), cfg.image_size)
+                size_bucket(max((o.box for o in inst), key=lambda b: max(b[2] - b[0], b[3] - b[1])), max(s.image.shape[:2]))
                 if inst
                 else "absent"
             )

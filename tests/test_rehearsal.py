@@ -87,8 +87,8 @@ def run_params(w, protocol: str, **extra) -> list[str]:
 def runs(world):
     "`bacgcn run run` on every miniature (ReSO from epoch 2): {protocol: (exit status, stderr, run folder)}."
     out = {}
-    for p in PROTOCOLS:
-        rc, stdout, err = cli("run", "run", *run_params(world, p))
+    for p in PROTOCOLS:   # COCO also with the test-time extension
+        rc, stdout, err = cli("run", "run", *run_params(world, p, **({"tta": "true"} if p == "coco2014" else {})))
         folder = Path(stdout.split(" -> ")[1].splitlines()[0]) if " -> " in stdout else None
         out[p] = (rc, err, folder)
     return out
@@ -130,6 +130,9 @@ def test_runs_write_what_the_guide_promises(world, runs):
         assert m["devices"]["clip"] == m["devices"]["train"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
         assert [(h["epoch"], h["reso"]) for h in json.loads((out / "history.json").read_text())] == [(1, False), (2, True)]
         assert out.parent.name == p and f"file-{sha256(world.weights)[:8]}" in out.name
+        assert ("bacgcn_tta" in m["methods"]) == (p == "coco2014")
+    tta = json.loads((runs["coco2014"][2] / "metrics.json").read_text())["tta"]
+    assert tta["clip_passes_per_test_image"] == 3 + tta["grid"] ** 2
 
 
 def test_runs_show_their_progress(runs):
@@ -182,6 +185,12 @@ def test_command_line_and_papermill_give_the_same_numbers(world, runs):
     assert rc == 0, err
     df = pd.read_csv(csv)
     assert len(df) == len(m.splits["test"])
+    rc, _, err = cli("predict", "--checkpoint", out / "model.pt", m.paths["000001"], "--out", csv.with_name("tta.csv"),
+                     "--tta", "--quiet")
+    assert rc == 0, err
+    s_tta = pd.read_csv(csv.with_name("tta.csv")).filter(like="score:").iloc[0]
+    s = df[df["image"].str.endswith("000001.jpg")].filter(like="score:").iloc[0]
+    assert not np.allclose(s_tta.to_numpy(float), s.to_numpy(float))   # the tiles change the scores
     for _, row in df.iterrows():   # every region lies inside its photo
         W, H = m.sizes[Path(row["image"]).stem]
         for col in [c for c in df.columns if c.startswith("region:")]:
