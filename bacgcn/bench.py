@@ -1,5 +1,4 @@
-"""Extraction throughput against a one-image-per-forward loop, COCO-scale training on a cache read
-from disk with its peak memory, and how both costs grow; every figure labelled with its device.
+"""Extraction and training throughput and memory at scale, each figure labelled with its device.
 
 Docs: https://bacgcn.github.io/bacgcn/bench.html.md"""
 
@@ -29,7 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from .clip import ClipConfig, load_clip
-from .config import resolve_device
+from .config import cpu_model, device_name, resolve_device
 from bacgcn.features import (
     CACHE_VERSION,
     MANIFEST,
@@ -49,27 +48,11 @@ from .shard import Uint8Images, collate_uint8, device_batch, resolve_decode, ten
 from .train import Segment, TrainConfig, Trainer, TrainingSet
 
 # %% auto #0
-__all__ = ['cpu_model', 'device_name', 'device_slug', 'machine_info', 'loadavg', 'rss', 'PeakRSS', 'write_jpegs', 'cache_bytes',
-           'check_disk', 'synthetic_cache', 'flops_per_image', 'matmul_tflops', 'one_image_loop', 'cpu_seconds',
-           'stage_rates', 'write_rate', 'bench_extract', 'time_epoch', 'bench_train', 'bench_growth', 'format_table',
-           'plot_growth']
+__all__ = ['device_slug', 'machine_info', 'loadavg', 'rss', 'PeakRSS', 'write_jpegs', 'cache_bytes', 'check_disk',
+           'synthetic_cache', 'flops_per_image', 'matmul_tflops', 'one_image_loop', 'cpu_seconds', 'stage_rates',
+           'write_rate', 'bench_extract', 'time_epoch', 'bench_train', 'bench_growth', 'format_table', 'plot_growth']
 
 # %% ../nbs/25_bench.ipynb #76093928
-def cpu_model() -> str:
-    "The CPU's model name (from /proc/cpuinfo on Linux)."
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def device_name(device) -> str:
-    "A human label of the device: the GPU's name, or the CPU model."
-    dev = torch.device(device)
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()
-
-
 def device_slug(device) -> str:
     "The device in a file name: 'cpu', or the GPU name in lower case without the vendor ('h100-80gb-hbm3')."
     dev = torch.device(device)
@@ -140,7 +123,8 @@ def rss() -> dict:
 
 
 class PeakRSS:
-    "Peak resident memory (bytes) of this process inside a `with` block: `.peak`, `.start`; `.peak_anon`/`.start_anon`, `.peak_file`/`.start_file`."
+    """Peak resident memory (bytes) of this process inside a `with` block: `.peak`, `.start`;
+    `.peak_anon`/`.start_anon`, `.peak_file`/`.start_file`."""
 
     def __init__(self, interval: float = 0.01):
         self.interval = interval
@@ -179,7 +163,8 @@ class PeakRSS:
 def write_jpegs(
     folder, n: int, size: tuple[int, int] = (640, 480), seed: int = 0, quality: int = 90
 ) -> list[tuple[str, Path]]:
-    "`n` synthetic photo-like JPEGs of `size` (w, h) in `folder` (written by a few threads); returns (image_id, path) items."
+    """`n` synthetic photo-like JPEGs of `size` (w, h) in `folder` (written by a few threads); returns (image_id, path)
+    items."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     w, h = size
@@ -212,7 +197,8 @@ def check_disk(folder, need: int, margin: float = 1.1) -> int:
     free = shutil.disk_usage(folder).free
     if free < margin * need:
         raise ValueError(
-            f"{folder}: {free / 1e9:.1f} GB free, the benchmark cache needs {need / 1e9:.1f} GB; pass cache_dir on a larger disk or fewer images"
+            f"{folder}: {free / 1e9:.1f} GB free, the benchmark cache needs {need / 1e9:.1f} GB; pass cache_dir on a "
+            "larger disk or fewer images"
         )
     return free
 
@@ -228,7 +214,8 @@ def synthetic_cache(
     pool: int = 256,
     block: int = 256,
 ) -> FeatureCache:
-    "A complete fp16 feature cache of random unit rows (drawn from a pool of `pool`), written `block` rows at a time; reused if present."
+    """A complete fp16 feature cache of random unit rows (drawn from a pool of `pool`), written `block` rows at a time;
+    reused if present."""
     cache_dir = Path(cache_dir)
     ident = dict(
         model_name="synthetic-random",
@@ -300,7 +287,8 @@ def _sync(device) -> None:
 
 
 def flops_per_image(backbone, autocast=None) -> int:
-    "FLOPs of one full `encode_images` pass on one image (matmuls, convolutions, attention), under the context `autocast()` if given."
+    """FLOPs of one full `encode_images` pass on one image (matmuls, convolutions, attention), under the context
+    `autocast()` if given."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=backbone.device)
@@ -333,7 +321,8 @@ def matmul_tflops(device, dtype: torch.dtype = torch.bfloat16, n: int | None = N
 # %% ../nbs/25_bench.ipynb #13f69aad
 @torch.no_grad()
 def one_image_loop(items, backbone, autocast=None) -> dict[str, np.ndarray]:
-    """Peer code's extraction: per image read, preprocess, forward with a batch of 1, copy to the CPU. Returns stacked float32 arrays.
+    """Peer code's extraction: per image read, preprocess, forward with a batch of 1, copy to the CPU. Returns stacked
+    float32 arrays.
     `autocast`: a function returning the context each forward runs in (e.g. `DeviceEncoder.autocast`)."""
     out = {}
     for _, path in items:
@@ -354,7 +343,8 @@ def _timed(fn, device):
 
 
 def cpu_seconds() -> float:
-    "CPU time (user + system, all threads) of this process and of its finished children (DataLoader workers), in seconds."
+    """CPU time (user + system, all threads) of this process and of its finished children (DataLoader workers), in
+    seconds."""
     import resource
 
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -377,7 +367,8 @@ def _steady(run, n: int, device) -> tuple[float, float, float, object]:
 def stage_rates(
     items, backbone, config: FeatureConfig, fast: FastConfig, compute_batches: int = 3, work_dir=None
 ) -> dict:
-    """Images/s of each stage alone: decode (loader, + device decode), transfer (uint8 host -> device, CUDA), compute (encoder)
+    """Images/s of each stage alone: decode (loader, + device decode), transfer (uint8 host -> device, CUDA), compute
+    (encoder)
     and write (one chunk of fp16 rows written with pwrite and fsync'ed into `work_dir`, as the cache writer does)."""
     dev, out = backbone.device, {}
     decode = resolve_decode(fast.decode, dev)
@@ -412,7 +403,8 @@ def stage_rates(
 
 
 def write_rate(folder, n_patches: int, embed_dim: int, n: int = 1024, batch_size: int = 64) -> float:
-    "Images/s at which a chunk of `n` images of fp16 features is written (pwrite per batch, then fsync) into a file in `folder`."
+    """Images/s at which a chunk of `n` images of fp16 features is written (pwrite per batch, then fsync) into a file in
+    `folder`."""
     f = Path(folder) / "write-rate.npy"
     np.lib.format.open_memmap(
         f, mode="w+", dtype=np.float16, shape=(n, n_patches * embed_dim + 3 * embed_dim + n_patches)
@@ -448,7 +440,8 @@ def _precision(backbone, fast: FastConfig) -> str:
 
 
 def _agreement(cache, base: dict, n: int) -> dict:
-    "Largest absolute difference per array between the pipeline's cache and the baseline's features on the first n images."
+    """Largest absolute difference per array between the pipeline's cache and the baseline's features on the first n
+    images."""
     return {
         k: float(np.abs(cache[k][:n].astype(np.float32) - base[k][:n]).max())
         for k in ("global", "patches", "g_h", "g_hc", "attn")
@@ -473,8 +466,10 @@ def bench_extract(
     name: str | None = None,
     seed: int = 0,
 ) -> dict:
-    """Extraction throughput of `extract_fast` against the one-image loop, compute floor and stage rates; writes `out_dir/<name>.json`.
-    `clip`: `ClipConfig` fields (default ViT-B-16 with random weights, bf16 on CUDA). `variants`: True, False or the names to run
+    """Extraction throughput of `extract_fast` against the one-image loop, compute floor and stage rates; writes
+    `out_dir/<name>.json`.
+    `clip`: `ClipConfig` fields (default ViT-B-16 with random weights, bf16 on CUDA). `variants`: True, False or the
+    names to run
     (CPU: pipeline_fp32, baseline_bf16; CUDA: compile, decode_pil, no_channels_last, no_contiguous_attention)."""
     device = str(resolve_device(device))  # auto: the GPU when there is one
     dev, info = torch.device(device), machine_info(device)
@@ -638,7 +633,8 @@ def time_epoch(
     seed: int = 0,
     data_pass: bool = True,
 ) -> dict:
-    "Time `Trainer.train_epoch` over `n_batches` random batches of `cache` (all rows if None) with `reader`; peak RSS of the epoch."
+    """Time `Trainer.train_epoch` over `n_batches` random batches of `cache` (all rows if None) with `reader`; peak RSS
+    of the epoch."""
     dev, N = torch.device(device), len(cache)
     rng = np.random.default_rng(seed)
     rows = np.arange(N) if n_batches is None else np.sort(rng.choice(N, min(N, n_batches * batch_size), replace=False))
@@ -709,7 +705,8 @@ def bench_train(
     name: str | None = None,
     seed: int = 0,
 ) -> dict:
-    "Epoch time and peak RSS of training on an `n_images x n_patches x embed_dim` fp16 cache (generated if absent), per reader."
+    """Epoch time and peak RSS of training on an `n_images x n_patches x embed_dim` fp16 cache (generated if absent),
+    per reader."""
     device = str(resolve_device(device))  # auto: the GPU when there is one
     dev, info = torch.device(device), machine_info(device)
     cache_dir = Path(
@@ -777,8 +774,10 @@ def bench_growth(
     name: str | None = None,
     seed: int = 0,
 ) -> dict:
-    """Extraction and epoch time at `scales` x the base image counts (first size) and at every size in `sizes` (base count).
-    Every point is measured `repeats` times, the rounds interleaved, and the fastest kept (the least disturbed by other jobs)."""
+    """Extraction and epoch time at `scales` x the base image counts (first size) and at every size in `sizes` (base
+    count).
+    Every point is measured `repeats` times, the rounds interleaved, and the fastest kept (the least disturbed by other
+    jobs)."""
     device = str(resolve_device(device))  # auto: the GPU when there is one
     dev, info = torch.device(device), machine_info(device)
     cuda, fast = dev.type == "cuda", _default_fast(device, fast)
@@ -894,7 +893,9 @@ def _table(header: list[str], rows: list[list]) -> str:
 def format_table(result: dict) -> str:
     "A plain-text table of a `bench_extract` / `bench_train` / `bench_growth` result, with its device and date."
     r, kind = result, result.get("kind")
-    head = f"{r.get('name')}: {r.get('device')} | torch {r.get('versions', {}).get('torch')} | {r.get('date')} | load {r.get('loadavg_start')} -> {r.get('loadavg_end')}"
+    torch_version = r.get("versions", {}).get("torch")
+    load = f"{r.get('loadavg_start')} -> {r.get('loadavg_end')}"
+    head = f"{r.get('name')}: {r.get('device')} | torch {torch_version} | {r.get('date')} | load {load}"
     if kind == "extract":
         rows = [
             [f"one image per forward ({r['baseline_precision']})", r["baseline_images_per_s"], 1.0],
@@ -924,7 +925,8 @@ def format_table(result: dict) -> str:
             + "\n"
             + _table(["extraction", "images/s", "ratio"], rows)
             + f"\nlimited by: {r['limited_by']}; pipeline at "
-            f"{100 * r['floor_fraction']:.0f}% of the compute floor; CPU seconds per image: pipeline {r['cpu_seconds_per_image']:.2f}, "
+            f"{100 * r['floor_fraction']:.0f}% of the compute floor; CPU seconds per image: pipeline "
+            f"{r['cpu_seconds_per_image']:.2f}, "
             f"baseline {r['baseline_cpu_seconds_per_image']:.2f} (ratio {r['ratio_cpu_time']:.2f})"
         )
     if kind == "train":
@@ -943,7 +945,8 @@ def format_table(result: dict) -> str:
         ]
         return (
             head
-            + f"\ncache {c['n_images']:,} x {c['n_patches']} x {c['embed_dim']} fp16 ({c['gb']:.1f} GB), batch {r['batch_size']}\n"
+            + f"\ncache {c['n_images']:,} x {c['n_patches']} x {c['embed_dim']} fp16 ({c['gb']:.1f} GB), "
+            + f"batch {r['batch_size']}\n"
             + _table(["reader", "epoch s", "CPU s", "images/s", "peak RSS GB", "data share", "epoch"], rows)
         )
     if kind == "growth":
@@ -983,7 +986,8 @@ def format_table(result: dict) -> str:
 
 # %% ../nbs/25_bench.ipynb #dafc9ae5
 def plot_growth(result: dict, ax=None):
-    "Seconds against images for each stage and image size of a `bench_growth` result (log-log; linear growth is slope 1)."
+    """Seconds against images for each stage and image size of a `bench_growth` result (log-log; linear growth is slope
+    1)."""
     import matplotlib.pyplot as plt
 
     if ax is None:

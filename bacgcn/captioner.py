@@ -1,5 +1,4 @@
-"""Write BAC-GCN's caption files (six captions and six re-captions per image) with a local BLIP-2:
-batched, resumable, shardable across processes, in the authors' released format.
+"""Write BAC-GCN's caption files with a local BLIP-2: batched, resumable, shardable.
 
 Docs: https://bacgcn.github.io/bacgcn/captioner.html.md"""
 
@@ -173,7 +172,8 @@ def object_detector(method: str, vocab) -> Callable[[list[str]], list[str]]:
 
 
 def recaption_prompts(objects: list[str], config: CaptionerConfig) -> list[str]:
-    "The second-pass prompts of one image: template j with `objects` joined by spaces, or caption prompt j when none was found."
+    """The second-pass prompts of one image: template j with `objects` joined by spaces, or caption prompt j when none
+    was found."""
     if not objects:
         return list(config.caption_prompts)
     return [t.format(objects=" ".join(objects)) for t in config.recaption_prompts]
@@ -236,11 +236,12 @@ def _read_json(path: Path, what: str):
 
 
 def read_caption_file(path, n_prompts: int = 6) -> dict[str, list[str]]:
-    "A released-format caption file as `{'<image id>.': [n_prompts strings]}`; ValueError naming the file and the entry at fault."
+    """A released-format caption file as `{'<image id>.': [n_prompts strings]}`; ValueError naming the file and the
+    entry at fault."""
     path = Path(path)
     d = _read_json(path, "caption file")
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a JSON object {{\"<image id>.\": [captions]}}, got {type(d).__name__}")
+        raise ValueError(f'{path}: expected a JSON object {{"<image id>.": [captions]}}, got {type(d).__name__}')
     for k, v in d.items():
         if not k.endswith(".") or k == ".":
             raise ValueError(f"{path}: key {k!r} is not of the form '<image id>.' (image id and a trailing dot)")
@@ -265,12 +266,14 @@ def require_transformers():
 
 
 def model_source(model) -> tuple[str, str | Path]:
-    "('dir', path) for a save_pretrained directory, ('hub', id) for a Hugging Face id; FileNotFoundError naming what is missing."
+    """('dir', path) for a save_pretrained directory, ('hub', id) for a Hugging Face id; FileNotFoundError naming what
+    is missing."""
     p = Path(str(model)).expanduser()
     if p.exists():
         if not p.is_dir():
             raise FileNotFoundError(
-                f"BLIP-2 model {p} is a file: expected a directory written by save_pretrained (config.json, weights, processor files)"
+                f"BLIP-2 model {p} is a file: expected a directory written by save_pretrained (config.json, weights, "
+                "processor files)"
             )
         cfg = p / "config.json"
         if not cfg.is_file():
@@ -308,7 +311,8 @@ def load_blip2(
     cache_dir=None,
     local_files_only: bool = True,
 ):
-    "(Blip2ForConditionalGeneration in eval mode on `device`, Blip2Processor) from a local directory or the local HF cache."
+    """(Blip2ForConditionalGeneration in eval mode on `device`, Blip2Processor) from a local directory or the local HF
+    cache."""
     tf = require_transformers()
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
@@ -501,19 +505,22 @@ def _check_same(old: dict, new: dict, path: Path, keys=IDENTITY_KEYS) -> None:
     for k in keys:
         if json.dumps(old.get(k)) != json.dumps(new[k]):
             raise ValueError(
-                f"{path} was written with {k}={json.dumps(old.get(k))[:200]}, this run has {k}={json.dumps(new[k])[:200]}: "
+                f"{path} was written with {k}={json.dumps(old.get(k))[:200]}, this run has "
+                f"{k}={json.dumps(new[k])[:200]}: "
                 "the captions would mix two settings; use another output directory or the same settings"
             )
 
 # %% ../nbs/23_captioner.ipynb #2608abc2
 def _load_existing(paths: dict, head: dict, n_prompts: int) -> tuple[dict, dict, dict]:
-    "(captions, re-captions, failed) already on disk for this run, after checking them; raises before anything is written."
+    """(captions, re-captions, failed) already on disk for this run, after checking them; raises before anything is
+    written."""
     have = {k: p.exists() for k, p in paths.items()}
     if not have["state"]:
         if have["captions"] or have["re_captions"]:
             f = paths["captions"] if have["captions"] else paths["re_captions"]
             raise ValueError(
-                f"{f} exists but its state file {paths['state']} does not, so what settings wrote it cannot be checked: "
+                f"{f} exists but its state file {paths['state']} does not, so what settings wrote it cannot be "
+                "checked: "
                 "move the caption files away or choose another output directory"
             )
         return {}, {}, {}
@@ -648,7 +655,8 @@ def _merge_errors(n: int, parts: list, expected_ids, allow_failed: bool) -> tupl
         if set(caps) != set(recaps):
             odd = sorted(set(caps) ^ set(recaps))
             raise ValueError(
-                f"shard {s}/{n}: {paths['captions'].name} and {paths['re_captions'].name} hold different ids, e.g. {odd[:3]}"
+                f"shard {s}/{n}: {paths['captions'].name} and {paths['re_captions'].name} hold different ids, e.g. "
+                f"{odd[:3]}"
             )
         for k in caps:
             if k in owner:
@@ -690,7 +698,8 @@ def _merge_errors(n: int, parts: list, expected_ids, allow_failed: bool) -> tupl
 def merge_shards(
     out_dir, dataset_name: str, n: int, expected_ids=None, allow_failed: bool = False, overwrite: bool = False
 ) -> CaptionResult:
-    "Check shards 0..n-1 of `dataset_name` in `out_dir` for gaps and duplicates and write the merged released-format files."
+    """Check shards 0..n-1 of `dataset_name` in `out_dir` for gaps and duplicates and write the merged released-format
+    files."""
     if n < 1:
         raise ValueError(f"n={n}: need at least one shard")
     missing = [p for s in range(n) for p in caption_paths(out_dir, dataset_name, (s, n)).values() if not p.exists()]

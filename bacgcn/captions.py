@@ -1,4 +1,4 @@
-"""BLIP-2 captions → 4-step filter → pseudo labels over classes and background categories, and the co-occurrence counts behind the GCN edges.
+"""BLIP-2 captions → 4-step filter → pseudo labels, and the co-occurrence counts behind the GCN.
 
 Docs: https://bacgcn.github.io/bacgcn/captions.html.md"""
 
@@ -48,7 +48,7 @@ def _load_caption_file(path) -> dict[str, list[str]]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a JSON object {{\"<image id>.\": [captions]}}, got {type(d).__name__}")
+        raise ValueError(f'{path}: expected a JSON object {{"<image id>.": [captions]}}, got {type(d).__name__}')
     out: dict[str, list[str]] = {}
     for key, caps in d.items():
         if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
@@ -71,7 +71,8 @@ def read_captions(
     captions_path, recaptions_path=None, *, missing: str = "error", allow_empty: bool = False
 ) -> CaptionSet:
     """Captions per image id (without the trailing dot), re-captions appended when `recaptions_path` is given.
-    `missing`: what to do with ids found in only one of the two files: "error", "keep" (the captions it has) or "drop"."""
+    `missing`: what to do with ids found in only one of the two files: "error", "keep" (the captions it has) or
+    "drop"."""
     if missing not in ("error", "keep", "drop"):
         raise ValueError(f"missing must be 'error', 'keep' or 'drop', got {missing!r}")
     caps = _load_caption_file(captions_path)
@@ -124,8 +125,10 @@ _CLOSED_VEHICLE = (
 )
 DEFAULT_INTERIOR_PATTERNS = [
     rf"\b(?:in|inside|into|within)\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?{_CLOSED_VEHICLE}\b",  # in a (red) car
+    # back seat of a car
     rf"\b(?:seats?|windows?|windshield|windscreen|interior|dashboard|cockpit|cabin|steering wheel|"
-    rf"(?:rear\s*view\s+|side\s+)?mirror|trunk|boot|roof|hood|door)\s+of\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?{_CLOSED_VEHICLE}\b",  # back seat of a car
+    rf"(?:rear\s*view\s+|side\s+)?mirror|trunk|boot|roof|hood|door)"
+    rf"\s+of\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?{_CLOSED_VEHICLE}\b",
 ]
 
 # %% ../nbs/05_captions.ipynb #83d40f9f
@@ -413,7 +416,8 @@ class CaptionConfig:
 
     @classmethod
     def naive(cls) -> CaptionConfig:
-        "Exact synonym matching: no echo removal or context rules, hard = named by >= 1 caption, soft = share of all captions."
+        """Exact synonym matching: no echo removal or context rules, hard = named by >= 1 caption, soft = share of all
+        captions."""
         return cls(
             min_votes=1,
             min_share=0.0,
@@ -559,7 +563,8 @@ class PseudoLabels:
         for name, shape in (("soft", (N, K)), ("hard", (N, K)), ("counts", (K,)), ("pair_counts", (K, K))):
             if np.shape(getattr(self, name)) != shape:
                 raise ValueError(
-                    f"PseudoLabels.{name} must have shape {shape} for {N} images and {K} categories, got {np.shape(getattr(self, name))}"
+                    f"PseudoLabels.{name} must have shape {shape} for {N} images and {K} categories, got "
+                    f"{np.shape(getattr(self, name))}"
                 )
         if len(set(self.image_ids)) != N:
             raise ValueError("PseudoLabels.image_ids has duplicates")
@@ -832,7 +837,8 @@ def per_class_scores(pl: PseudoLabels, labels) -> dict[str, np.ndarray]:
 
 def score_pseudo_labels(pl: PseudoLabels, labels) -> dict:
     """Micro/macro P, R, F1 of the hard labels and vote-mAP of the soft labels, over the classes only.
-    `labels`: an (N, C) array aligned to `pl.image_ids` (1 / 0 / -1 ignored), a dict {id: set of class indices}, or a dataset."""
+    `labels`: an (N, C) array aligned to `pl.image_ids` (1 / 0 / -1 ignored), a dict {id: set of class indices}, or a
+    dataset."""
     pl_a, Y, rep = _label_matrix(pl, labels)
     s = per_class_scores(pl_a, Y)
     tp, n_pred, n_pos = s["tp"].sum(), s["n_pred"].sum(), s["n_pos"].sum()
@@ -944,7 +950,8 @@ def vocab_with_synonyms(vocab: Vocab | str, synonyms_path) -> Vocab:
         raise ValueError(f"{path}: not a valid UTF-8 JSON synonym file ({e})") from None
     if not isinstance(d, dict) or len(d) != vocab.n_categories:
         raise ValueError(
-            f"{path}: expected an object with {vocab.n_categories} categories in the order of {vocab.name!r}, got {len(d) if isinstance(d, dict) else type(d).__name__}"
+            f"{path}: expected an object with {vocab.n_categories} categories in the order of {vocab.name!r}, got "
+            f"{len(d) if isinstance(d, dict) else type(d).__name__}"
         )
     syn = {c: [str(s) for s in v] for c, v in zip(vocab.categories, d.values())}
     return Vocab(vocab.name, vocab.classes, vocab.backgrounds, syn, vocab.templates, vocab.description)

@@ -95,7 +95,7 @@ def _add_captions(sub):
         ("filter", _captions_filter, "write pseudo labels, co-occurrence counts and the adjacency to a folder"),
     ]:
         q = s.add_parser(name, help=hlp, description=hlp)
-        q.add_argument("--captions", required=True, help="captions JSON, {\"<image id>.\": [6 strings]}")
+        q.add_argument("--captions", required=True, help='captions JSON, {"<image id>.": [6 strings]}')
         q.add_argument("--recaptions", help="re-captions JSON in the same format (optional)")
         q.add_argument("--vocab", required=True, help="built-in vocabulary name or vocabulary JSON")
         q.add_argument("--config", help="caption filter config: JSON file or inline JSON object")
@@ -228,7 +228,8 @@ def experiment_from_args(args) -> dict:
 
 
 def default_run_dir(d: dict) -> str:
-    "`results/<protocol or dataset>/<run name>` for an experiment config dict without `out_dir` (as the notebook names it)."
+    """`results/<protocol or dataset>/<run name>` for an experiment config dict without `out_dir` (as the notebook names
+    it)."""
     from bacgcn.experiments import run_name
     from bacgcn.pipeline import ExperimentConfig
 
@@ -273,12 +274,15 @@ def _experiment_flags(p, training: bool):
         p.add_argument("--resume", action="store_true", help="continue this run's checkpoint in --out")
         p.add_argument("--overwrite", action="store_true", help="replace a folder that another run wrote")
         p.add_argument("--tta", action="store_true", help="also evaluate bacgcn_tta (test-time tiles, an extension)")
-    p.add_argument("-s", "--set", action="append", metavar="KEY=VALUE", help="set any config field, dotted for nested ones")
+    p.add_argument(
+        "-s", "--set", action="append", metavar="KEY=VALUE", help="set any config field, dotted for nested ones"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
 
 
 def _extract(args):
-    "Extract an experiment's caches; under `torchrun --nproc-per-node N -m bacgcn extract ...` each process takes a shard."
+    """Extract an experiment's caches; under `torchrun --nproc-per-node N -m bacgcn extract ...` each process takes a
+    shard."""
     from bacgcn.shard import dist_env, extract_experiment_sharded
 
     fast = None
@@ -289,8 +293,9 @@ def _extract(args):
             "compile": args.compile,
         }
     log = None if args.quiet else (lambda s: print(s, flush=True))
-    caches = extract_experiment_sharded(experiment_from_args(args), progress=not args.quiet, fast=fast,
-                                        overwrite=args.overwrite, log=log)  # fmt: skip
+    caches = extract_experiment_sharded(
+        experiment_from_args(args), progress=not args.quiet, fast=fast, overwrite=args.overwrite, log=log
+    )
     if dist_env()[0] == 0:
         for c in caches:
             print(c)
@@ -315,8 +320,14 @@ def _spec_from_args(args):
     from bacgcn.protocols import resolve_data
 
     kw = json.loads(args.options) if getattr(args, "options", None) else None
-    return resolve_data(args.protocol, args.data_root, dataset=args.dataset, dataset_options=kw,
-                        image_root=getattr(args, "image_root", None), vocab=getattr(args, "vocab", None))  # fmt: skip
+    return resolve_data(
+        args.protocol,
+        args.data_root,
+        dataset=args.dataset,
+        dataset_options=kw,
+        image_root=getattr(args, "image_root", None),
+        vocab=getattr(args, "vocab", None),
+    )
 
 
 def _evaluate(args):
@@ -324,8 +335,14 @@ def _evaluate(args):
 
     if not (args.protocol or args.dataset):
         raise ValueError("say which data: --protocol (e.g. voc2007) or --dataset, with --data-root")
-    m = evaluate_checkpoint(args.checkpoint, _spec_from_args(args), args.split, args.cache_dir,
-                            progress=not args.quiet, device=args.device or "auto")  # fmt: skip
+    m = evaluate_checkpoint(
+        args.checkpoint,
+        _spec_from_args(args),
+        args.split,
+        args.cache_dir,
+        progress=not args.quiet,
+        device=args.device or "auto",
+    )
     if args.json:
         print(json.dumps(m))
         return
@@ -364,8 +381,14 @@ def _predict(args):
         images = expand_images(args.images)
     else:
         raise ValueError("give image files or folders, or --protocol/--dataset with --data-root for a whole split")
-    df = predict(args.checkpoint, images, threshold=args.threshold, progress=not args.quiet, device=args.device or "auto",
-                 tta={} if args.tta else None)  # fmt: skip
+    df = predict(
+        args.checkpoint,
+        images,
+        threshold=args.threshold,
+        progress=not args.quiet,
+        device=args.device or "auto",
+        tta={} if args.tta else None,
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     bad = int(df["error"].notna().sum()) if "error" in df else 0
@@ -373,10 +396,14 @@ def _predict(args):
 
 
 def _add_model_commands(sub):
-    p = sub.add_parser("extract", help="extract and cache CLIP features of a dataset's splits (resumable; torchrun shards)")
+    p = sub.add_parser(
+        "extract", help="extract and cache CLIP features of a dataset's splits (resumable; torchrun shards)"
+    )
     _experiment_flags(p, training=False)
     p.add_argument("--fast", action="store_true", help="uint8 pipeline: normalisation on the device, GPU JPEG decode")
-    p.add_argument("--decode", choices=["auto", "pil", "torchvision"], help="decoding of the fast path (implies --fast)")
+    p.add_argument(
+        "--decode", choices=["auto", "pil", "torchvision"], help="decoding of the fast path (implies --fast)"
+    )
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU (fast with AMX; implies --fast)")
     p.add_argument("--compile", action="store_true", help="torch.compile the CLIP forward (implies --fast)")
     p.add_argument("--overwrite", action="store_true", help="recompute caches that exist (e.g. after an error)")
@@ -388,7 +415,9 @@ def _add_model_commands(sub):
     p.add_argument("--checkpoint", required=True, help="model.pt written by `bacgcn train`")
     _data_flags(p)
     p.add_argument("--split", help="default: the protocol's test split")
-    p.add_argument("--options", help="reader options over the protocol's, inline JSON, e.g. '{\"difficult\": \"positive\"}'")
+    p.add_argument(
+        "--options", help='reader options over the protocol\'s, inline JSON, e.g. \'{"difficult": "positive"}\''
+    )
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--device", help="auto (default) | cpu | cuda")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -446,9 +475,12 @@ def _study(args):
 
 
 def _add_study(sub):
-    p = sub.add_parser("study", help="which parts of BAC-GCN matter: seeds, CIs, choices on val (synthetic benchmark)",
-                       description="Five synthetic worlds; every method, ablation and zero-shot baseline with 95% CIs; the "
-                                   "open choices tuned on a validation split by a fixed rule; a non-square world.")  # fmt: skip
+    p = sub.add_parser(
+        "study",
+        help="which parts of BAC-GCN matter: seeds, CIs, choices on val (synthetic benchmark)",
+        description="Five synthetic worlds; every method, ablation and zero-shot baseline with 95% CIs; the "
+        "open choices tuned on a validation split by a fixed rule; a non-square world.",
+    )
     p.add_argument("--out", default="results/study", help="results folder (default: results/study)")
     p.add_argument("--work-dir", help="folder for worlds, caches and runs (default: cache/study)")
     p.add_argument("--seeds", type=int, help="number of worlds (default 5; seeds 0..n-1)")
@@ -561,7 +593,16 @@ def _add_bench(sub):
         q.set_defaults(func=_bench)
 
 # %% ../nbs/26_cli.ipynb #985369b2
-_ADDERS = [_add_demo, _add_study, _add_vocab, _add_captions, _add_caption, _add_model_commands, _add_experiments, _add_bench]
+_ADDERS = [
+    _add_demo,
+    _add_study,
+    _add_vocab,
+    _add_captions,
+    _add_caption,
+    _add_model_commands,
+    _add_experiments,
+    _add_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

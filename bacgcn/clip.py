@@ -1,5 +1,4 @@
-"""A frozen open_clip ViT that returns BAC-GCN's image features (patch embeddings $P$, global
-embeddings $g$, $g^H$, $g^{H^c}$, the [cls] attention map) and prompt-ensemble text embeddings.
+"""A frozen open_clip ViT giving BAC-GCN's features $P$, $g$, $g^H$, $g^{H^c}$ and prompt embeddings.
 
 Docs: https://bacgcn.github.io/bacgcn/clip.html.md"""
 
@@ -34,7 +33,7 @@ from torchvision import transforms as T
 
 from .config import as_config, resolve_device
 from .files import file_sha256, short_hash
-from .geometry import GEOMETRIES, GeometryTransform, check_geometry, image_frame
+from .geometry import GeometryTransform, check_geometry, image_frame
 from .ops import min_max
 
 # %% auto #0
@@ -48,7 +47,7 @@ __all__ = ['DENSE_MODES', 'PRECISIONS', 'PAPER_CLIP', 'HUB_CONFIG', 'HUB_WEIGHTS
 # %% ../nbs/08_clip.ipynb #7ab39aa4
 DENSE_MODES = ("maskclip", "vanilla", "sclip")
 PRECISIONS = ("amp", "amp_bf16", "fp32")
-PAPER_CLIP = dict(model_name="ViT-B-16", pretrained="openai")  # CLIP ViT-B/16, OpenAI weights (paper §4.1)
+PAPER_CLIP = dict(model_name="ViT-B-16", pretrained="openai")  # the paper's backbone: CLIP ViT-B/16, OpenAI weights
 
 
 @dataclass
@@ -218,11 +217,13 @@ def _hf_cache_dir(cache_dir) -> str:
 
 
 def find_pretrained(model_name: str, tag: str, cache_dir: str | None = None) -> Path:
-    "Local file of open_clip weights `tag` for `model_name`, from the HF or URL cache; FileNotFoundError says where it looked."
+    """Local file of open_clip weights `tag` for `model_name`, from the HF or URL cache; FileNotFoundError says where it
+    looked."""
     pcfg = open_clip.get_pretrained_cfg(model_name, tag)
     if not pcfg:
         raise KeyError(
-            f"{tag!r} is not an open_clip tag of {model_name}; tags: {open_clip.list_pretrained_tags_by_model(model_name)}"
+            f"{tag!r} is not an open_clip tag of {model_name}; tags: "
+            f"{open_clip.list_pretrained_tags_by_model(model_name)}"
         )
     looked = []
     if pcfg.get("hf_hub"):
@@ -245,7 +246,7 @@ def find_pretrained(model_name: str, tag: str, cache_dir: str | None = None) -> 
         looked.append(f"{f} (downloaded from {pcfg['url']})")
     cd = f", cache_dir={str(cache_dir)!r}" if cache_dir else ""
     fetch = (
-        f"python -c \"import open_clip; open_clip.create_model_and_transforms({model_name!r}, pretrained={tag!r}{cd})\""
+        f'python -c "import open_clip; open_clip.create_model_and_transforms({model_name!r}, pretrained={tag!r}{cd})"'
     )
     url = (
         f"; or download {pcfg['url']} and pass pretrained='/path/to/{os.path.basename(pcfg['url'])}'"
@@ -253,7 +254,8 @@ def find_pretrained(model_name: str, tag: str, cache_dir: str | None = None) -> 
         else ""
     )
     raise FileNotFoundError(
-        f"open_clip weights {model_name!r} pretrained={tag!r} are not on this machine (no downloads at run time). Looked in:\n  - "
+        f"open_clip weights {model_name!r} pretrained={tag!r} are not on this machine (no downloads at run time). "
+        "Looked in:\n  - "
         + "\n  - ".join(looked)
         + f"\nTo obtain them, on a machine with internet run\n  {fetch}\n"
         f"and copy the cache folder to the same place here (or point cache_dir at it){url}."
@@ -280,7 +282,8 @@ def read_torchscript_state_dict(path) -> dict:
 
 
 def read_state_dict(path) -> dict:
-    "The state dict in a checkpoint file: TorchScript archive, .pt/.bin (bare, under 'state_dict', or 'module.'-prefixed), .safetensors."
+    """The state dict in a checkpoint file: TorchScript archive, .pt/.bin (bare, under 'state_dict', or
+    'module.'-prefixed), .safetensors."""
     if is_torchscript(path):
         return read_torchscript_state_dict(path)
     try:
@@ -471,8 +474,9 @@ def hub_files(model_name: str, cache_dir=None, allow_download: bool = False) -> 
         missing = [HUB_CONFIG] * (cfg is None) + [" or ".join(HUB_WEIGHTS)] * (weights is None)
         raise FileNotFoundError(
             f"{model_name}: {', '.join(missing)} not in the Hugging Face cache {_hf_cache_dir(cache_dir)} (nothing is "
-            f"downloaded at run time). On a machine with internet run\n  python -c \"import open_clip; "
-            f"open_clip.create_model_and_transforms({model_name!r})\"\nand copy the cache here, or pass allow_download=True"
+            f'downloaded at run time). On a machine with internet run\n  python -c "import open_clip; '
+            f'open_clip.create_model_and_transforms({model_name!r})"\nand copy the cache here, or pass '
+            'allow_download=True'
         )
     return cfg, weights
 
@@ -668,7 +672,8 @@ class ClipBackbone(nn.Module):
 
     @contextlib.contextmanager
     def _autocast(self):
-        "CUDA autocast at the configured precision, with contiguous attention inputs (eager only); nothing on CPU or in fp32."
+        """CUDA autocast at the configured precision, with contiguous attention inputs (eager only); nothing on CPU or
+        in fp32."""
         if self.device.type != "cuda" or self.config.precision == "fp32":
             yield
             return
@@ -682,7 +687,8 @@ class ClipBackbone(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, dense: str | None = None, rho: float | None = None) -> dict:
-        "global, patches, g_h, g_hc (L2-normalised, float32), attn (min-max normalised) and keep (M^H) for images x (B, 3, S, S)."
+        """global, patches, g_h, g_hc (L2-normalised, float32), attn (min-max normalised) and keep (M^H) for images x
+        (B, 3, S, S)."""
         dense, rho, S = dense or self.config.dense, check_rho(self.config.rho if rho is None else rho), self.image_size
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, S, S):
             raise ValueError(f"images must be normalised tensors (B, 3, {S}, {S}), got {tuple(x.shape)}")
@@ -706,7 +712,8 @@ class ClipBackbone(nn.Module):
 
     @torch.no_grad()
     def encode_global(self, x: torch.Tensor) -> torch.Tensor:
-        "The global embedding g alone (one pass, L2-normalised, float32) of images x (B, 3, S, S): `encode_images`' `global`."
+        """The global embedding g alone (one pass, L2-normalised, float32) of images x (B, 3, S, S): `encode_images`'
+        `global`."""
         S = self.image_size
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, S, S):
             raise ValueError(f"images must be normalised tensors (B, 3, {S}, {S}), got {tuple(x.shape)}")
@@ -717,7 +724,8 @@ class ClipBackbone(nn.Module):
 
     def __repr__(self):
         c = self.config
-        return f"ClipBackbone({self.model_name}, {self.image_size}px {c.geometry}, dense={c.dense}, rho={c.rho}, {self.device})"
+        settings = f"{self.image_size}px {c.geometry}, dense={c.dense}, rho={c.rho}"
+        return f"ClipBackbone({self.model_name}, {settings}, {self.device})"
 
 # %% ../nbs/08_clip.ipynb #7b045cbb
 @patch
@@ -742,8 +750,6 @@ def encode_categories(self: ClipBackbone, vocab) -> torch.Tensor:
     w = torch.stack([e[a:b].mean(0) for a, b in zip([0] + ends[:-1], ends)])  # K, D
     return F.normalize(w, dim=-1)
 
-
-
 # %% ../nbs/08_clip.ipynb #049288b0
 def load_clip(
     model_name: str | ClipConfig | dict | None = None,
@@ -757,4 +763,6 @@ def load_clip(
     else:
         c = ClipConfig.from_any(None, model_name=model_name, pretrained=pretrained, model_config=model_config, **kwargs)
     model, tok, name, sha, source = build_clip(c)
-    return ClipBackbone(model, tok, c, model_name=name, weights_sha256=sha, weights_source=source).to(resolve_device(c.device))
+    return ClipBackbone(model, tok, c, model_name=name, weights_sha256=sha, weights_source=source).to(
+        resolve_device(c.device)
+    )

@@ -1,4 +1,4 @@
-"""One way to build every settings dataclass of the package: from the defaults, an instance or a dict, with overrides and a clear error for unknown fields.
+"""Build any settings dataclass from defaults, an instance or a dict, with a clear error for typos.
 
 Docs: https://bacgcn.github.io/bacgcn/config.html.md"""
 
@@ -7,7 +7,9 @@ Docs: https://bacgcn.github.io/bacgcn/config.html.md"""
 # %% ../nbs/01_config.ipynb #1fa97c2c
 from __future__ import annotations
 
+import contextlib
 import json
+import platform
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['as_config', 'deep_merge', 'read_config_file', 'resolve_device']
+__all__ = ['as_config', 'deep_merge', 'read_config_file', 'resolve_device', 'cpu_model', 'device_name']
 
 # %% ../nbs/01_config.ipynb #b16e52f3
 def as_config(cls, config=None, **overrides):
@@ -71,3 +73,18 @@ def read_config_file(path) -> dict:
 def resolve_device(device: str = "auto") -> torch.device:
     "`auto` -> CUDA when available, else the CPU; any other name as torch reads it."
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def cpu_model() -> str:
+    "The CPU's model name (from /proc/cpuinfo on Linux): CPU timings hold for the CPU that produced them."
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_name(device) -> str:
+    "A human label of the device every result is stamped with: the GPU's name, or the CPU model."
+    dev = torch.device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model()

@@ -1,4 +1,4 @@
-"""Readers for VOC, COCO, NUS-WIDE, one-line label lists and plain image folders, all returning one `MultiLabelDataset`.
+"""Readers for VOC, COCO, NUS-WIDE, label lists and image folders, returning one `MultiLabelDataset`.
 
 Docs: https://bacgcn.github.io/bacgcn/data.html.md"""
 
@@ -7,6 +7,8 @@ Docs: https://bacgcn.github.io/bacgcn/data.html.md"""
 # %% ../nbs/03_data.ipynb #e7afefb1
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from .vocab import load_vocab
 
@@ -271,16 +274,19 @@ def _coco_labels(ann_path: Path, d: dict) -> tuple[list[str], list[str], np.ndar
         raise DataFormatError(
             ann_path, "not a COCO instances file: expected lists 'images', 'annotations' and 'categories'"
         )
+    api = COCO()  # pycocotools' index of the file, built without its progress prints
+    api.dataset = d
     try:
-        cats = sorted(d["categories"], key=lambda c: c["id"])  # contiguous index c = rank of the category id
-        images = sorted(d["images"], key=lambda im: im["id"])
-        names, files = [str(c["name"]) for c in cats], [str(im["file_name"]) for im in images]
-        cat_index = {c["id"]: k for k, c in enumerate(cats)}
-        img_index = {im["id"]: i for i, im in enumerate(images)}
-        pairs = [(a["image_id"], a["category_id"]) for a in d["annotations"]]
+        with contextlib.redirect_stdout(io.StringIO()):
+            api.createIndex()
+        cat_ids, img_ids = sorted(api.getCatIds()), sorted(api.getImgIds())  # contiguous index c = rank of the id
+        names = [str(c["name"]) for c in api.loadCats(cat_ids)]
+        files = [str(im["file_name"]) for im in api.loadImgs(img_ids)]
+        pairs = [(a["image_id"], a["category_id"]) for a in api.loadAnns(api.getAnnIds())]
     except (KeyError, TypeError) as e:
         raise DataFormatError(ann_path, f"an entry lacks the field {e}") from None
-    labels = np.zeros((len(images), len(cats)), np.int8)  # N, C
+    cat_index, img_index = {c: k for k, c in enumerate(cat_ids)}, {i: k for k, i in enumerate(img_ids)}
+    labels = np.zeros((len(img_ids), len(cat_ids)), np.int8)  # N, C
     for image_id, cat_id in pairs:  # crowd annotations included: a crowd of people is people
         i, c = img_index.get(image_id), cat_index.get(cat_id)
         if i is None:

@@ -1,4 +1,4 @@
-"""The papermill experiment layer: evaluation protocols, `bacgcn run` / `bacgcn check-data`, result collection, the main table and its figures.
+"""The papermill layer: `bacgcn run`, data checks, result collection, the main table, figures.
 
 Docs: https://bacgcn.github.io/bacgcn/experiments.html.md"""
 
@@ -72,7 +72,9 @@ def run_name(
     **_,
 ) -> str:
     "`<clip>-<weights>[-<activation>]-<size>-<geometry>-<dense>-<reso schedule>-e<epochs>-s<seed>`."
-    base = dict(model_name=clip_model, pretrained=clip_pretrained, image_size=image_size, geometry=geometry, dense=dense)
+    base = dict(
+        model_name=clip_model, pretrained=clip_pretrained, image_size=image_size, geometry=geometry, dense=dense
+    )
     c = deep_merge(base, clip)
     t = deep_merge(dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed), train)
     model = c["model_name"] or ("custom" if c.get("model_config") is not None else Path(str(c["pretrained"])).stem)
@@ -138,8 +140,15 @@ def run_config(
 
     p = get_protocol(protocol)
     caps, recaps = caption_files(captions_dir or data_root, p.captions, captions_file, recaptions_file)
-    clip_base = dict(model_name=clip_model, pretrained=clip_pretrained, cache_dir=clip_cache_dir, image_size=image_size,
-                     geometry=geometry, dense=dense, device=device)  # fmt: skip
+    clip_base = dict(
+        model_name=clip_model,
+        pretrained=clip_pretrained,
+        cache_dir=clip_cache_dir,
+        image_size=image_size,
+        geometry=geometry,
+        dense=dense,
+        device=device,
+    )
     clip_d = deep_merge(clip_base, clip)
     if clip_d.get("model_name") in TINYCLIP_NAMES and clip_d.get("model_config") is None:  # the shipped tiny CLIP
         from bacgcn.tinyclip import tiny_clip_files
@@ -150,9 +159,19 @@ def run_config(
     train_base = dict(epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, device=device)
     train_d = deep_merge(train_base, train)
     if out_dir is None:
-        names = dict(clip_model=clip_model, clip_pretrained=clip_pretrained, image_size=image_size, geometry=geometry,
-                     dense=dense, epochs=epochs, reso=reso, reso_start_epoch=reso_start_epoch, seed=seed, clip=clip,
-                     train=train)  # fmt: skip
+        names = dict(
+            clip_model=clip_model,
+            clip_pretrained=clip_pretrained,
+            image_size=image_size,
+            geometry=geometry,
+            dense=dense,
+            epochs=epochs,
+            reso=reso,
+            reso_start_epoch=reso_start_epoch,
+            seed=seed,
+            clip=clip,
+            train=train,
+        )
         params = dict(protocol=p.name, run_name=run_name, results_root=results_root, **names)
         out_dir = str(default_out_dir("run", params))
     return ExperimentConfig(
@@ -267,7 +286,9 @@ def check_params(path: str | Path, params: dict) -> None:
     known = list(pm.inspect_notebook(str(path)))
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise ValueError(f"{Path(path).name} has no parameter {', '.join(unknown)}; its parameters are: {', '.join(known)}")
+        raise ValueError(
+            f"{Path(path).name} has no parameter {', '.join(unknown)}; its parameters are: {', '.join(known)}"
+        )
 
 # %% ../nbs/18_experiments.ipynb #a4be51e0
 def resolve_out_dir(experiment: str | Path, params: dict, out_dir: str | Path | None = None) -> Path:
@@ -356,12 +377,21 @@ def run_notebook(
         logger.addHandler(echo)
         logger.setLevel(logging.INFO)
     try:
-        pm.execute_notebook(str(path), str(target), parameters=params, kernel_name=kernel_name, progress_bar=False,
-                            cwd=str(cwd or Path.cwd()), log_output=log)  # fmt: skip
+        pm.execute_notebook(
+            str(path),
+            str(target),
+            parameters=params,
+            kernel_name=kernel_name,
+            progress_bar=False,
+            cwd=str(cwd or Path.cwd()),
+            log_output=log,
+        )
     except BaseException as e:  # KeyboardInterrupt too: the folder must say that it is incomplete
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        failed.write_text(f"{path.stem} failed at {when}\n{_error_text(e)}\nexecuted notebook: {target}\n"
-                          f"parameters: {json.dumps(params, default=str)}\n")  # fmt: skip
+        failed.write_text(
+            f"{path.stem} failed at {when}\n{_error_text(e)}\nexecuted notebook: {target}\n"
+            f"parameters: {json.dumps(params, default=str)}\n"
+        )
         raise
     finally:
         if echo:
@@ -388,7 +418,7 @@ def read_caption_ids(path: str | Path, what: str = "captions") -> tuple[list[str
         return None, [
             Problem(
                 path,
-                f"{what} file holds a JSON {type(d).__name__}; expected an object {{\"<image id>.\": [caption, ...]}}",
+                f'{what} file holds a JSON {type(d).__name__}; expected an object {{"<image id>.": [caption, ...]}}',
             )
         ]
     bad = [k for k, v in d.items() if not (isinstance(v, list) and all(isinstance(s, str) for s in v))]
@@ -411,7 +441,8 @@ def compare_caption_ids(
         probs.append(
             Problem(
                 path,
-                f"{len(want - have)} of {len(want)} images of split {split!r} have no {what} ({_ids_sample(want - have)})",
+                f"{len(want - have)} of {len(want)} images of split {split!r} have no {what} "
+                f"({_ids_sample(want - have)})",
             )
         )
     if have - want:
@@ -506,7 +537,8 @@ _NON_BLOCKING = (r"\d+ of \d+ image files missing", r"have no (re-)?captions", r
 
 
 def blocking_problems(problems: list[Problem]) -> list[Problem]:
-    "The problems that stop a run; missing images (left out and counted) and caption ids that differ from the split's (reported) do not."
+    """The problems that stop a run; missing images (left out and counted) and caption ids that differ from the split's
+    (reported) do not."""
     return [p for p in problems if not any(re.search(r, p.what) for r in _NON_BLOCKING)]
 
 
@@ -541,7 +573,8 @@ def cli_run(experiment: str, params_pairs, out: str | None = None, quiet: bool =
 def cli_check_data(
     dataset: str, data_root: str, captions: str | None = None, recaptions: str | None = None, split: str | None = None
 ) -> int:
-    "`bacgcn check-data PROTOCOL --data-root R [--captions F|DIR] [--recaptions F] [--split S]`: 0 when complete, else 1."
+    """`bacgcn check-data PROTOCOL --data-root R [--captions F|DIR] [--recaptions F] [--split S]`: 0 when complete, else
+    1."""
     p = get_protocol(dataset)
     probs, found = inspect_data(dataset, data_root, captions, split, recaptions)
     print(f"protocol {p.name}: {p.description}")
@@ -673,9 +706,29 @@ METHOD_LABELS = {
 NOT_RUN, NOT_REPORTED = "not run", "–"
 
 # %% ../nbs/18_experiments.ipynb #67c6fb56
-RESULT_COLUMNS = ["protocol", "exact", "table", "experiment", "variant", "run", "method", "mAP", "CF1", "OF1",
-                  "n_train", "n_test", "clip", "weights", "seed", "device", "data_root", "status", "error", "path",
-                  "modified"]  # fmt: skip
+RESULT_COLUMNS = [
+    "protocol",
+    "exact",
+    "table",
+    "experiment",
+    "variant",
+    "run",
+    "method",
+    "mAP",
+    "CF1",
+    "OF1",
+    "n_train",
+    "n_test",
+    "clip",
+    "weights",
+    "seed",
+    "device",
+    "data_root",
+    "status",
+    "error",
+    "path",
+    "modified",
+]
 
 
 def _protocol_of(m: dict, rel: Path) -> str | None:
@@ -698,7 +751,8 @@ def weights_label(clip: dict) -> str:
 
 
 def collect_results(results_root: str | Path):
-    "One row per (run folder, method) of every `metrics.json` under `results_root`, plus failed folders (pandas DataFrame)."
+    """One row per (run folder, method) of every `metrics.json` under `results_root`, plus failed folders (pandas
+    DataFrame)."""
     import pandas as pd
 
     root, rows = Path(str(results_root)), []
@@ -775,7 +829,8 @@ def table_values(results, columns: dict | None = None):
 
 
 def main_table(results, columns: dict | None = None, reported: list[Reported] | None = None, digits: int = 1):
-    "The main table as strings: measured methods ('not run' where no run), then the reported rows ('–' where not reported)."
+    """The main table as strings: measured methods ('not run' where no run), then the reported rows ('–' where not
+    reported)."""
     import pandas as pd
 
     columns = TABLE_COLUMNS if columns is None else columns
@@ -855,7 +910,8 @@ def plot_per_class_ap(
 
 def plot_similarity_overlay(image, sim, grid: tuple[int, int], frame=None, ax=None, title: str = ""):
     """A similarity map `sim` (N = gh*gw patches) drawn over `image` (a PIL image or an (H, W, 3) array). With the
-    image's `frame` (`ClipBackbone.frame`) the map is placed where the model's input saw it; without, it spans the image."""
+    image's `frame` (`ClipBackbone.frame`) the map is placed where the model's input saw it; without, it spans the
+    image."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -864,7 +920,9 @@ def plot_similarity_overlay(image, sim, grid: tuple[int, int], frame=None, ax=No
     H, W = image.shape[:2]
     extent = (0, W, H, 0) if frame is None else map_extent(frame)
     ax.imshow(image)
-    ax.imshow(np.asarray(sim, dtype=float).reshape(grid), cmap="jet", alpha=0.45, extent=extent, interpolation="bilinear")
+    ax.imshow(
+        np.asarray(sim, dtype=float).reshape(grid), cmap="jet", alpha=0.45, extent=extent, interpolation="bilinear"
+    )
     ax.set_xlim(0, W)
     ax.set_ylim(H, 0)
     ax.set_title(title, fontsize=8)

@@ -1,5 +1,4 @@
-"""Extract CLIP features once into resumable, memory-mapped fp16 arrays; read them back without
-loading the dataset into memory.
+"""Extract CLIP features once into resumable, memory-mapped fp16 caches that know their identity.
 
 Docs: https://bacgcn.github.io/bacgcn/features.html.md"""
 
@@ -35,7 +34,16 @@ MANIFEST = "manifest.json"
 CACHE_VERSION = 2
 ARRAY_NAMES = ("patches", "global", "g_h", "g_hc", "attn")
 # a cache is reused only if all of these agree: the backbone's identity ...
-IDENTITY_FIELDS = ("model_name", "architecture", "weights_sha256", "activation", "image_size", "geometry", "dense", "rho")
+IDENTITY_FIELDS = (
+    "model_name",
+    "architecture",
+    "weights_sha256",
+    "activation",
+    "image_size",
+    "geometry",
+    "dense",
+    "rho",
+)
 # ... how the arrays are stored, and which images went in
 STORAGE_FIELDS = ("n_patches", "embed_dim", "dtype", "alpha_background")
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
@@ -218,7 +226,8 @@ def open_arrays(cache_dir: Path, m: dict, mode: str) -> dict:
         a = np.load(f, mmap_mode=mode)
         if a.shape != shape or a.dtype != np.dtype(m["dtype"]):
             raise ValueError(
-                f"feature cache {cache_dir}: {f.name} has shape {a.shape} {a.dtype}, the manifest says {shape} {m['dtype']}"
+                f"feature cache {cache_dir}: {f.name} has shape {a.shape} {a.dtype}, the manifest says {shape} "
+                f"{m['dtype']}"
             )
         out[name] = a
     return out
@@ -300,7 +309,9 @@ def check_compatible(old: dict, new: dict, cache_dir) -> None:
     how = "use another cache folder or recompute it with overwrite=True (bacgcn extract --overwrite)"
     for k in (*IDENTITY_FIELDS, *STORAGE_FIELDS):
         if old.get(k) != new[k]:
-            raise ValueError(f"feature cache {cache_dir} was made with {k}={old.get(k)!r}, this run has {k}={new[k]!r}; {how}")
+            raise ValueError(
+                f"feature cache {cache_dir} was made with {k}={old.get(k)!r}, this run has {k}={new[k]!r}; {how}"
+            )
     for k, what in (("image_ids", "image list"), ("paths", "image files")):
         if old[k] != new[k]:
             j = _first_difference(old[k], new[k])
@@ -550,7 +561,8 @@ def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
 
 # %% ../nbs/09_features.ipynb #82de4de1
 class FileFeatureSource(FeatureSource):
-    "A `FeatureSource` reading the cache's rows with `pread` (flat RSS); fp16 rows go to the device before widening to fp32."
+    """A `FeatureSource` reading the cache's rows with `pread` (flat RSS); fp16 rows go to the device before widening to
+    fp32."""
 
     @classmethod
     def open(cls, cache) -> FileFeatureSource:
@@ -573,7 +585,8 @@ class FileFeatureSource(FeatureSource):
 def encode_images_from_paths(
     backbone, images: list, batch_size: int = 32, alpha_background: str | tuple = "white"
 ) -> dict:
-    "The `encode_images` dict (CPU tensors) for a list of paths and/or PIL images, read as `extract_features` reads them."
+    """The `encode_images` dict (CPU tensors) for a list of paths and/or PIL images, read as `extract_features` reads
+    them."""
     bg = background_rgb(alpha_background, getattr(backbone, "mean", None))
     outs = []
     for s in range(0, len(images), batch_size):

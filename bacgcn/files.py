@@ -1,4 +1,4 @@
-"""Atomic writes, `torch.load` that never runs code, hashes of weights files and cheap fingerprints of image sets: what every cache, checkpoint and result of the package is written and checked with.
+"""Atomic writes, a `torch.load` that never runs code, weights hashes and image-set fingerprints.
 
 Docs: https://bacgcn.github.io/bacgcn/files.html.md"""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .kernel import as_config
+from .config import as_config
 
 # %% auto #0
 __all__ = ['GraphConvolution', 'GCNConfig', 'CLIPGCNLayer', 'CLIPGCN']
@@ -59,10 +59,10 @@ class GraphConvolution(nn.Module):
 class GCNConfig:
     "CLIP-GCN settings. Width is the CLIP joint dim D (fixed by the residual connection)."
 
-    n_layers: int = 2  # ML-GCN, DESIGN §3
+    n_layers: int = 2  # as ML-GCN
     negative_slope: float = 0.2  # LeakyReLU slope, ML-GCN
-    residual: bool = True  # H + σ(ÂHW) (DESIGN §3); False: σ(ÂHW)
-    layer_norm: bool = True  # LN after the residual sum (DESIGN §3)
+    residual: bool = True  # H + σ(ÂHW) (ours); False: σ(ÂHW)
+    layer_norm: bool = True  # LN after the residual sum (ours)
     dropout: float = 0.0  # on the graph branch; ML-GCN uses none
     bias: bool = False  # ML-GCN's GraphConvolution default
     init: str = "uniform"  # "uniform" (ML-GCN) | "identity" | "zero"
@@ -118,7 +118,8 @@ class CLIPGCN(nn.Module):
         "nodes H^0 (B, M, D) -> H^L (B, M, D)."
         if nodes.ndim != 3 or nodes.shape[1:] != (self.n_nodes, self.dim):
             raise ValueError(
-                f"CLIPGCN: nodes must be (B, M={self.n_nodes}, D={self.dim}) to match the adjacency, got {tuple(nodes.shape)}"
+                f"CLIPGCN: nodes must be (B, M={self.n_nodes}, D={self.dim}) to match the adjacency, got "
+                f"{tuple(nodes.shape)}"
             )
         h = nodes
         for layer in self.layers:

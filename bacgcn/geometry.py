@@ -1,4 +1,4 @@
-"""How a photo of any shape becomes CLIP's square input, and the one inverse that maps a region of the patch grid back to the photo's pixels.
+"""How a photo of any shape becomes CLIP's square input, and how grid regions map back to pixels.
 
 Docs: https://bacgcn.github.io/bacgcn/geometry.html.md"""
 
@@ -30,7 +30,8 @@ def check_geometry(mode: str) -> str:
 
 @dataclass(frozen=True)
 class Frame:
-    "How a `width` x `height` image lies in the `size` x `size` input: resized to `resized` with its corner at `offset`."
+    """How a `width` x `height` image lies in the `size` x `size` input: resized to `resized` with its corner at
+    `offset`."""
 
     width: int
     height: int
@@ -92,7 +93,8 @@ def image_frame(width: int, height: int, size: int, mode: str = "squash") -> Fra
 
 # %% ../nbs/07_geometry.ipynb #3d534044
 class GeometryTransform:
-    "Fit a PIL image or a uint8 tensor (C, H, W) into a `size` x `size` input by `mode`; `fill` (RGB 0-255) pads letterboxes."
+    """Fit a PIL image or a uint8 tensor (C, H, W) into a `size` x `size` input by `mode`; `fill` (RGB 0-255) pads
+    letterboxes."""
 
     def __init__(self, size: int, mode: str = "squash", fill: tuple[int, int, int] = (0, 0, 0)):
         self.size, self.mode, self.fill = int(size), check_geometry(mode), tuple(int(v) for v in fill)
@@ -115,7 +117,8 @@ class GeometryTransform:
 
 
 def _place_pil(img: Image.Image, f: Frame, fill: tuple) -> Image.Image:
-    "The S x S input: the resized image pasted at the frame's offset on a `fill` canvas (a crop when the offset is negative)."
+    """The S x S input: the resized image pasted at the frame's offset on a `fill` canvas (a crop when the offset is
+    negative)."""
     canvas = Image.new(img.mode, (f.size, f.size), fill if img.mode == "RGB" else 0)
     canvas.paste(img, f.offset)
     return canvas
@@ -133,7 +136,8 @@ def _place_tensor(img: torch.Tensor, f: Frame, fill: tuple) -> torch.Tensor:
 
 # %% ../nbs/07_geometry.ipynb #3363d363
 def grid_cells(box, frame: Frame, grid: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    "The patch cells (c0, r0, c1, r1), ends exclusive, that an image box covers on a `grid` (rows, cols); None if unseen."
+    """The patch cells (c0, r0, c1, r1), ends exclusive, that an image box covers on a `grid` (rows, cols); None if
+    unseen."""
     x0, y0, x1, y1 = frame.to_input(box)
     gh, gw = grid
     cw, ch = frame.size / gw, frame.size / gh
@@ -169,10 +173,17 @@ def plot_geometry(image: Image.Image, size: int = 224, axes=None):
     from matplotlib.patches import Rectangle
 
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(11, 2.8), gridspec_kw={"width_ratios": [image.width / image.height, 1, 1, 1]})
+        _, axes = plt.subplots(
+            1, 4, figsize=(11, 2.8), gridspec_kw={"width_ratios": [image.width / image.height, 1, 1, 1]}
+        )
     axes[0].imshow(image)
     x0, y0, x1, y1 = image_frame(image.width, image.height, size, "crop").visible()
-    for r in [(0, 0, x0, image.height), (x1, 0, image.width, image.height), (0, 0, image.width, y0), (0, y1, image.width, image.height)]:
+    for r in [
+        (0, 0, x0, image.height),
+        (x1, 0, image.width, image.height),
+        (0, 0, image.width, y0),
+        (0, y1, image.width, image.height),
+    ]:
         axes[0].add_patch(Rectangle(r[:2], r[2] - r[0], r[3] - r[1], color="black", alpha=0.55, lw=0))
     axes[0].set_title(f"photo {image.width}x{image.height}; shaded: hidden by crop", fontsize=8)
     for ax, mode in zip(axes[1:], GEOMETRIES):

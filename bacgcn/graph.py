@@ -1,4 +1,4 @@
-"""Conditional probabilities from caption co-occurrence, ML-GCN re-weighting and the CLIP-GCN adjacency over global and category nodes.
+"""Caption co-occurrence → conditional probabilities → the re-weighted CLIP-GCN adjacency.
 
 Docs: https://bacgcn.github.io/bacgcn/graph.html.md"""
 

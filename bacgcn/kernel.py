@@ -1,4 +1,4 @@
-"""Trainable category embeddings, patch–category similarity maps and Top-$k$ pooling into one local feature per category.
+"""Category embeddings, patch–category similarity maps and Top-$k$ pooling into local features.
 
 Docs: https://bacgcn.github.io/bacgcn/kernel.html.md"""
 

@@ -1,4 +1,4 @@
-"""Per-class average precision, mAP and the ML-GCN F1 family (CP, CR, CF1, OP, OR, OF1), in plain numpy.
+"""Per-class AP, mAP and the ML-GCN F1 family (CP, CR, CF1, OP, OR, OF1), in plain NumPy.
 
 Docs: https://bacgcn.github.io/bacgcn/metrics.html.md"""
 
@@ -48,7 +48,8 @@ def _check_inputs(scores, targets) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         n, c = np.argwhere(bad)[0]
         raise ValueError(
-            f"targets must be -1 (ignored), 0 or 1; found {int(bad.sum())} other value(s), first at [{n}, {c}] = {tf[n, c]}"
+            f"targets must be -1 (ignored), 0 or 1; found {int(bad.sum())} other value(s), first at [{n}, {c}] = "
+            f"{tf[n, c]}"
         )
     return s, tf.astype(np.int8)
 

@@ -1,4 +1,4 @@
-"""Global + local logits from cached CLIP features, the caption pseudo-label losses (BCE, ASL), checkpoints tied to a vocabulary, and zero-shot baselines on the same tensors.
+"""BAC-GCN's global and local logits, its pseudo-label losses, checkpoints and zero-shot baselines.
 
 Docs: https://bacgcn.github.io/bacgcn/model.html.md"""
 
@@ -57,7 +57,8 @@ class ModelConfig:
             raise ValueError("ModelConfig: use_global and use_local are both False, nothing would be predicted")
         if not 0 < self.logit_scale_init <= self.logit_scale_max:
             raise ValueError(
-                f"ModelConfig: need 0 < logit_scale_init <= logit_scale_max, got {self.logit_scale_init}, {self.logit_scale_max}"
+                f"ModelConfig: need 0 < logit_scale_init <= logit_scale_max, got {self.logit_scale_init}, "
+                f"{self.logit_scale_max}"
             )
 
     @property
@@ -228,7 +229,8 @@ class BACGCN(nn.Module):
         g = self.global_nodes(global_, g_h, g_hc).to(w.dtype)  # B, G, D
         if g.shape[0] != local.shape[0] or g.shape[-1] != w.shape[-1]:
             raise ValueError(
-                f"BACGCN: global embeddings {tuple(g.shape[::2])} do not match patches {tuple(patches.shape[::2])} (batch, dim)"
+                f"BACGCN: global embeddings {tuple(g.shape[::2])} do not match patches {tuple(patches.shape[::2])} "
+                "(batch, dim)"
             )
         # H^0 = [g^H, g^Hc, l_1 .. l_K]
         nodes = self.node_norm(torch.cat([g, local], dim=1))  # B, G + K, D
@@ -249,7 +251,8 @@ def _init_logit_bias(self, logits: torch.Tensor, prior: torch.Tensor, iters: int
     p = torch.as_tensor(prior, dtype=torch.float64).clamp(1e-4, 1 - 1e-4)
     if x.ndim != 2 or x.shape[1] != self.n_categories or p.shape != (self.n_categories,):
         raise ValueError(
-            f"init_logit_bias: need logits (n, K={self.n_categories}) and prior (K,), got {tuple(x.shape)}, {tuple(p.shape)}"
+            f"init_logit_bias: need logits (n, K={self.n_categories}) and prior (K,), got {tuple(x.shape)}, "
+            f"{tuple(p.shape)}"
         )
     lo, hi = torch.full_like(p, -200.0), torch.full_like(p, 200.0)
     for _ in range(iters):
@@ -291,7 +294,8 @@ def _check_loss_inputs(logits: torch.Tensor, targets: torch.Tensor, mask: torch.
         raise ValueError(f"loss: mask must be (B, K) like the logits {tuple(logits.shape)}, got {tuple(mask.shape)}")
     if ((targets < 0) | (targets > 1)).any():
         raise ValueError(
-            "loss: targets must lie in [0, 1]; entries to ignore (e.g. -1 in label files) belong in `mask` (0 = ignored)"
+            "loss: targets must lie in [0, 1]; entries to ignore (e.g. -1 in label files) belong in `mask` (0 = "
+            "ignored)"
         )
     return targets.to(logits.dtype)
 

@@ -1,4 +1,4 @@
-"""One experiment end to end: data and captions → pseudo labels and graph → CLIP features (cached once) → BAC-GCN with ReSO → evaluation, baselines and prediction.
+"""One experiment end to end: data → pseudo labels → features → BAC-GCN with ReSO → metrics.
 
 Docs: https://bacgcn.github.io/bacgcn/pipeline.html.md"""
 
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .captions import pseudo_labels, read_captions
 from .clip import ClipBackbone, ClipConfig, load_clip
-from .config import as_config, read_config_file, resolve_device
+from .config import as_config, read_config_file
 from bacgcn.features import (
     FeatureCache,
     FeatureSource,
@@ -34,7 +34,7 @@ from .metrics import evaluate
 from .model import BACGCN, ZERO_SHOT_KINDS
 from .ops import sigmoid
 from .protocols import DataSpec, load_split, load_splits, resolve_data, split_name
-from .reso import ResoConfig, SmallRegion, crop_region, expand_box, mask_box, region_targets
+from .reso import ResoConfig, SmallRegion, crop_region, mask_box, region_targets
 from .reso import select_region, small_object_regions, threshold_mask
 from .tta import TTAConfig, extract_tiles, fuse, tile_boxes, tile_cache_path, tile_logits
 from bacgcn.train import (
@@ -124,8 +124,9 @@ def save_region_crop(path: Path, image_path, box, backbone: ClipBackbone, min_cr
     "Write the ReSO crop of region `box` (input units) of the photo at `image_path`; False when it cannot be made."
     try:
         photo = read_image(image_path)
-        crop = crop_region(photo, box, backbone.frame(photo.width, photo.height), backbone.image_size,
-                           min_crop_px=min_crop_px)  # fmt: skip
+        crop = crop_region(
+            photo, box, backbone.frame(photo.width, photo.height), backbone.image_size, min_crop_px=min_crop_px
+        )
     except (OSError, ValueError):  # unreadable now, or a region that lies in letterbox padding
         return False
     crop.save(path)
@@ -251,7 +252,9 @@ def prepare(
             f"{vocab.name!r} ({vocab.n_categories})"
         )
     folder = lambda name, items: cache_path(cache_dir, name, backbone, items, feature_config)
-    tr = extract_features(train_items, backbone, folder(splits[0], train_items), feature_config, progress=progress, log=log)
+    tr = extract_features(
+        train_items, backbone, folder(splits[0], train_items), feature_config, progress=progress, log=log
+    )
     al = align(list(tr.image_ids), tr.valid, list(pseudo.image_ids), strict=strict)
     paths = dict((str(k), p) for k, p in train_items)
     prep = Prepared(
@@ -268,7 +271,9 @@ def prepare(
         feature_config=feature_config,
     )
     if test_items is not None:
-        te = extract_features(test_items, backbone, folder(splits[1], test_items), feature_config, progress=progress, log=log)
+        te = extract_features(
+            test_items, backbone, folder(splits[1], test_items), feature_config, progress=progress, log=log
+        )
         rows = np.nonzero(te.valid)[0]
         prep.test, prep.test_rows, prep.test_ids = FileFeatureSource.open(te), rows, [te.image_ids[i] for i in rows]
         tpaths = dict((str(k), p) for k, p in test_items)
@@ -304,8 +309,14 @@ def build_model(prep: Prepared, config: TrainConfig, targets: np.ndarray | None 
     text, cats, soft, hard = _restrict(prep, config.use_backgrounds)
     graph = dict(config.graph)
     identity = bool(graph.pop("identity", False))
-    adj = clip_gcn_adjacency(hard.sum(0), hard.T @ hard, n_global=config.model.n_global, config=graph, identity=identity,
-                             n_classes=prep.vocab.n_classes)  # fmt: skip
+    adj = clip_gcn_adjacency(
+        hard.sum(0),
+        hard.T @ hard,
+        n_global=config.model.n_global,
+        config=graph,
+        identity=identity,
+        n_classes=prep.vocab.n_classes,
+    )
     seed_everything(config.seed)
     model = BACGCN(text, adj, categories=cats, n_classes=prep.vocab.n_classes, config=config.model)
     if config.init_bias_from_prior and config.model.logit_bias:
@@ -432,14 +443,19 @@ def zero_shot_baselines(prep: Prepared, kinds=ZERO_SHOT_KINDS) -> dict[str, np.n
 
 # %% ../nbs/16_pipeline.ipynb #a6810275
 def load_model(checkpoint) -> tuple[BACGCN, dict]:
-    "The model and the `extra` dict (vocab, clip, clip_identity, train) of a checkpoint written by `train_and_evaluate`."
+    """The model and the `extra` dict (vocab, clip, clip_identity, train) of a checkpoint written by
+    `train_and_evaluate`."""
     path = Path(checkpoint)
     ck = load_torch(path, "model checkpoint")
     return BACGCN.from_checkpoint(ck, where=str(path)), ck.get("extra", {})
 
 
 def _identity_diff(stored: dict, current: dict) -> list[str]:
-    return [f"{k}: {stored.get(k)!r} there, {current.get(k)!r} here" for k in sorted(stored) if stored.get(k) != current.get(k)]
+    return [
+        f"{k}: {stored.get(k)!r} there, {current.get(k)!r} here"
+        for k in sorted(stored)
+        if stored.get(k) != current.get(k)
+    ]
 
 
 def model_backbone(extra: dict, checkpoint, device: str = "auto") -> ClipBackbone:
@@ -610,7 +626,9 @@ def identity_differences(old: dict, new: dict) -> list[str]:
     "'key: old there, new here' for every (dotted) field where two identities differ."
     a, b = _flat(old), _flat(new)
     short = lambda v: (repr(v)[:40] + "...") if len(repr(v)) > 43 else repr(v)
-    return [f"{k}: {short(a.get(k))} there, {short(b.get(k))} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [
+        f"{k}: {short(a.get(k))} there, {short(b.get(k))} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    ]
 
 
 RUN_FILE = "run.json"
@@ -624,8 +642,10 @@ class RunFolderError(ValueError):
 def check_run_folder(out_dir, identity: dict) -> None:
     "Raise `RunFolderError` when `out_dir` holds another run's results; nothing is written."
     out = Path(out_dir)
-    how = ("use another output folder (--out, -p out_dir or -p run_name), or replace the other run with "
-           "overwrite (--overwrite, -p overwrite true)")  # fmt: skip
+    how = (
+        "use another output folder (--out, -p out_dir or -p run_name), or replace the other run with "
+        "overwrite (--overwrite, -p overwrite true)"
+    )
     f = out / RUN_FILE
     if f.is_file():
         try:
@@ -661,15 +681,25 @@ def metrics_entry(scores: np.ndarray, labels: np.ndarray, class_names: list[str]
     return out
 
 
-def tta_test_scores(prep: Prepared, res: RunResult, config: TTAConfig | dict, cache_dir, *, name: str = "test",
-                    progress: bool = True, log=None) -> np.ndarray:  # fmt: skip
+def tta_test_scores(
+    prep: Prepared,
+    res: RunResult,
+    config: TTAConfig | dict,
+    cache_dir,
+    *,
+    name: str = "test",
+    progress: bool = True,
+    log=None,
+) -> np.ndarray:
     "Class scores (n_test, C) of `bacgcn_tta` (`bacgcn.tta`) on the test split: the run's logits fused with its tiles'."
     cfg = as_config(TTAConfig, config)
     items = list(zip(prep.test_ids, prep.test_paths))
     folder = tile_cache_path(cache_dir, name, prep.backbone, items, cfg)
     tiles, valid = extract_tiles(items, prep.backbone, folder, cfg, progress=progress, log=log)
     if not valid.all():
-        raise ValueError(f"tiles of {int((~valid).sum())} test images could not be made (see {folder / 'manifest.json'})")
+        raise ValueError(
+            f"tiles of {int((~valid).sum())} test images could not be made (see {folder / 'manifest.json'})"
+        )
     model, C = res.model.cpu(), prep.vocab.n_classes
     full = predict_logits(model, prep.test, prep.test_rows, device="cpu")[:, :C]
     tl = torch.cat([tile_logits(model, tiles[i : i + 512]) for i in range(0, len(tiles), 512)]).numpy()[:, :C]
@@ -677,9 +707,14 @@ def tta_test_scores(prep: Prepared, res: RunResult, config: TTAConfig | dict, ca
 
 
 def experiment_metrics(
-    cfg: ExperimentConfig, spec: DataSpec, prep: Prepared, res: RunResult, *, n_test_images: int | None = None,
+    cfg: ExperimentConfig,
+    spec: DataSpec,
+    prep: Prepared,
+    res: RunResult,
+    *,
+    n_test_images: int | None = None,
     extra_methods: dict | None = None,
-) -> dict:  # fmt: skip
+) -> dict:
     """The metrics.json of a run: every method's scores on the test split, the data and CLIP it used, its devices.
     `extra_methods`: {name: class scores (n_test, C)} of further methods on the same test images (e.g. `bacgcn_tta`)."""
     tc, classes = TrainConfig.from_any(cfg.train), prep.vocab.classes
@@ -725,9 +760,13 @@ def write_metrics(metrics: dict, out_dir) -> None:
 
 # %% ../nbs/16_pipeline.ipynb #c8f30719
 def run_experiment(
-    config: ExperimentConfig | dict | str, *, progress: bool = True, resume: bool = True, overwrite: bool = False,
+    config: ExperimentConfig | dict | str,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    overwrite: bool = False,
     log=None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Run one experiment (see `ExperimentConfig`); returns the metrics dict written to `out_dir/metrics.json`.
     `resume`: continue the folder's checkpoint when it is this run's; `log(str)` reports each stage."""
     log = log or (lambda s: None)
@@ -758,14 +797,25 @@ def run_experiment(
     )
     (out / "alignment.txt").write_text(prep.alignment.report() + "\n")
     log("training BAC-GCN")
-    res = train_and_evaluate(prep, cfg.train, out, progress=progress, resume=resume, clip_config=asdict(backbone.config),
-                             identity=ident, log=log)  # fmt: skip
+    res = train_and_evaluate(
+        prep,
+        cfg.train,
+        out,
+        progress=progress,
+        resume=resume,
+        clip_config=asdict(backbone.config),
+        identity=ident,
+        log=log,
+    )
     extra = {}
     if cfg.tta is not None and prep.test_labels is not None:
         log("bacgcn_tta: tiles of the test images")
-        extra["bacgcn_tta"] = tta_test_scores(prep, res, cfg.tta, cfg.cache_dir, name=split_name(spec, spec.test_split),
-                                              progress=progress, log=log)  # fmt: skip
-    metrics = experiment_metrics(cfg, spec, prep, res, n_test_images=len(test_ds) if test_ds else None, extra_methods=extra)
+        extra["bacgcn_tta"] = tta_test_scores(
+            prep, res, cfg.tta, cfg.cache_dir, name=split_name(spec, spec.test_split), progress=progress, log=log
+        )
+    metrics = experiment_metrics(
+        cfg, spec, prep, res, n_test_images=len(test_ds) if test_ds else None, extra_methods=extra
+    )
     if metrics["methods"]:
         write_metrics(metrics, out)
     log(f"done: {out}")
@@ -806,7 +856,9 @@ def evaluate_checkpoint(
     if dataset.labels is None:
         raise ValueError(f"dataset {dataset.name!r} split {split!r} has no labels to evaluate against")
     if dataset.class_names != list(model.categories[: model.n_classes]):
-        raise ValueError(f"{checkpoint}: the model's classes are not the dataset's ({model.n_classes} vs {dataset.n_classes})")
+        raise ValueError(
+            f"{checkpoint}: the model's classes are not the dataset's ({model.n_classes} vs {dataset.n_classes})"
+        )
     backbone = backbone or model_backbone(extra, checkpoint, device)
     folder = cache_path(cache_dir, split_name(spec, split), backbone, dataset.items(), feature_config)
     cache = extract_features(dataset.items(), backbone, folder, feature_config, progress=progress)
@@ -814,6 +866,11 @@ def evaluate_checkpoint(
     logits = predict_logits(model.to(backbone.device), FileFeatureSource.open(cache), rows, device=backbone.device)
     scores = sigmoid(logits[:, : model.n_classes])
     entry = metrics_entry(scores, dataset.labels[rows], list(model.categories[: model.n_classes]))
-    entry.update(n_images=int(len(rows)), n_failed=int(len(dataset) - len(rows)), protocol=spec.protocol,
-                 protocol_exact=spec.exact, split=split)  # fmt: skip
+    entry.update(
+        n_images=int(len(rows)),
+        n_failed=int(len(dataset) - len(rows)),
+        protocol=spec.protocol,
+        protocol_exact=spec.exact,
+        split=split,
+    )
     return entry

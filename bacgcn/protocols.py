@@ -1,4 +1,4 @@
-"""Which images train and which are evaluated, for each table of the paper: one definition that the command line, the experiment notebooks and the Python API all read.
+"""Each paper table's training and test images, defined once for the CLI, the notebooks and the API.
 
 Docs: https://bacgcn.github.io/bacgcn/protocols.html.md"""
 
@@ -39,39 +39,85 @@ PROTOCOLS = {
     p.name: p
     for p in [
         Protocol(
-            "voc2007", "VOC2007", "voc2007", "trainval", "test", 5011, 4952, "voc2007", {"difficult": "ignore"},
+            "voc2007",
+            "VOC2007",
+            "voc2007",
+            "trainval",
+            "test",
+            5011,
+            4952,
+            "voc2007",
+            {"difficult": "ignore"},
             description="PASCAL VOC2007 Main: train on trainval (5,011), test on test (4,952); "
             "difficult-only classes ignored in the AP.",
         ),
         Protocol(
-            "voc2012", "VOC2012", "voc2012", "train", "val", 1464, 1449, "voc2012",
+            "voc2012",
+            "VOC2012",
+            "voc2012",
+            "train",
+            "val",
+            1464,
+            1449,
+            "voc2012",
             {"image_set": "Segmentation", "difficult": "ignore"},
             description="As in the authors' release: captions for the 1,464 Segmentation-train images, evaluated on "
             "the 1,449 Segmentation-val images.",
         ),
         Protocol(
-            "voc2012-main", "VOC2012", "voc2012", "train", "val", 5717, 5823, "voc2012", {"difficult": "ignore"},
+            "voc2012-main",
+            "VOC2012",
+            "voc2012",
+            "train",
+            "val",
+            5717,
+            5823,
+            "voc2012",
+            {"difficult": "ignore"},
             description="VOC2012 Main train/val (5,717 / 5,823), the split of CDUL and CCD; needs captions of the "
             "Main train images (generated with bacgcn caption into a folder of their own).",
         ),
         Protocol(
-            "coco2014", "COCO2014", "coco2014", "train2014", "val2014", 82081, 40137, "coco2014",
+            "coco2014",
+            "COCO2014",
+            "coco2014",
+            "train2014",
+            "val2014",
+            82081,
+            40137,
+            "coco2014",
             description="COCO2014 train (82,081 labelled images) / val (40,137 labelled images); images without "
             "annotations dropped.",
         ),
         Protocol(
-            "nuswide", "NUS-WIDE", "nuswide", "Train", "Test", 161789, 107859, "nuswide",
+            "nuswide",
+            "NUS-WIDE",
+            "nuswide",
+            "Train",
+            "Test",
+            161789,
+            107859,
+            "nuswide",
             description="NUS-WIDE, 81 concepts, official TrainImagelist / TestImagelist (161,789 / 107,859 entries; "
             "unreadable images left out).",
         ),
         Protocol(
-            "synthetic", "synthetic", "labels", "train_cls.txt", "test_cls.txt", None, None, "train", {"ext": ".png"},
-            image_root="images", vocab="synth.json",
+            "synthetic",
+            "synthetic",
+            "labels",
+            "train_cls.txt",
+            "test_cls.txt",
+            None,
+            None,
+            "train",
+            {"ext": ".png"},
+            image_root="images",
+            vocab="synth.json",
             description="The built-in synthetic benchmark (bacgcn.synth.make_benchmark): label lists, PNG images, "
             "simulated captions.",
         ),
     ]
-}  # fmt: skip
+}
 
 _ALIASES = {"synth": "synthetic", "voc2012-release": "voc2012", "coco": "coco2014"}
 DATASET_PROTOCOLS = {"voc2007": "voc2007", "voc2012": "voc2012", "coco2014": "coco2014", "nuswide": "nuswide"}
@@ -135,8 +181,17 @@ def resolve_data(
             raise ValueError("say which data: a protocol (e.g. voc2007) or a dataset reader (e.g. labels)")
         if dataset == "labels" and not (image_root and vocab):
             raise ValueError("dataset 'labels' needs image_root (the images folder) and vocab (the class names)")
-        return DataSpec(dataset, str(root), train_split or "", test_split or None, dict(dataset_options or {}),
-                        image_root, vocab or _builtin_vocab(dataset), None, {})  # fmt: skip
+        return DataSpec(
+            dataset,
+            str(root),
+            train_split or "",
+            test_split or None,
+            dict(dataset_options or {}),
+            image_root,
+            vocab or _builtin_vocab(dataset),
+            None,
+            {},
+        )
     p = get_protocol(protocol)
     if dataset is not None and dataset != p.dataset:
         raise ValueError(f"protocol {p.name!r} reads dataset {p.dataset!r}, not {dataset!r}")
@@ -147,8 +202,13 @@ def resolve_data(
         image_root=None if p.image_root is None else str(root / p.image_root),
         vocab=(str(root / p.vocab) if p.vocab.endswith(".json") else p.vocab) if p.vocab else _builtin_vocab(p.dataset),
     )
-    given = dict(train_split=train_split, test_split=test_split, image_root=image_root, vocab=vocab,
-                 dataset_options={**p.dataset_options, **(dataset_options or {})})  # fmt: skip
+    given = dict(
+        train_split=train_split,
+        test_split=test_split,
+        image_root=image_root,
+        vocab=vocab,
+        dataset_options={**p.dataset_options, **(dataset_options or {})},
+    )
     final = {k: (base[k] if given[k] is None else given[k]) for k in base}
     if final["test_split"] == "":
         final["test_split"] = None

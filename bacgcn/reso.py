@@ -1,4 +1,4 @@
-"""Find small objects on the Similarity Kernel's maps, crop and upscale them, and build the crops' partial targets.
+"""Find small objects on the Similarity Kernel's maps, crop and upscale them, with partial targets.
 
 Docs: https://bacgcn.github.io/bacgcn/reso.html.md"""
 
@@ -115,7 +115,8 @@ def connected_components(mask, connectivity: int = 8) -> tuple[np.ndarray, int]:
 def select_region(
     norm_map: np.ndarray, mask: np.ndarray, component: str = "largest", connectivity: int = 8
 ) -> np.ndarray:
-    "The part of F the crop box surrounds: 'all' of it, its 'largest' component (ties: the peak's) or the 'peak' component."
+    """The part of F the crop box surrounds: 'all' of it, its 'largest' component (ties: the peak's) or the 'peak'
+    component."""
     if component == "all" or not mask.any():
         return mask
     labels, n = connected_components(mask, connectivity)
@@ -189,7 +190,8 @@ def small_object_regions(
 
 # %% ../nbs/13_reso.ipynb #f546f30b
 def plot_reso_region(sim_map, config: ResoConfig | dict | None = None, grid: tuple[int, int] | None = None, axes=None):
-    "Two panels: the min-max normalised map with the ReSO crop box, and the mask F with the component the box surrounds."
+    """Two panels: the min-max normalised map with the ReSO crop box, and the mask F with the component the box
+    surrounds."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -212,7 +214,7 @@ def plot_reso_region(sim_map, config: ResoConfig | dict | None = None, grid: tup
         ax.set_xticks([])
         ax.set_yticks([])
     area = F.mean()
-    axes[0].set_title(f"normalised map, crop box")
+    axes[0].set_title("normalised map, crop box")
     axes[1].set_title(f"F: area {area:.3f} {'<' if area < cfg.epsilon else '>='} eps={cfg.epsilon}")
     return axes
 
@@ -254,7 +256,9 @@ def crop_region(
 ) -> Image.Image:
     "The ReSO crop of a region `box` in [0, 1] units of the input, for a photo fitted into the input by `frame`."
     if (image.width, image.height) != (frame.width, frame.height):
-        raise ValueError(f"the frame is of a {frame.width}x{frame.height} photo, the image is {image.width}x{image.height}")
+        raise ValueError(
+            f"the frame is of a {frame.width}x{frame.height} photo, the image is {image.width}x{image.height}"
+        )
     return crop_and_resize(image, frame.grid_to_image(box), size or frame.size, min_crop_px=min_crop_px, square=square)
 
 # %% ../nbs/13_reso.ipynb #9568b790
@@ -269,7 +273,8 @@ def crop_targets(pseudo_labels, category: int):
         raise ValueError(f"crop_targets: category {category} out of range for K = {len(y)}")
     if not y[category] > 0:
         raise ValueError(
-            f"crop_targets: category {category} is not a pseudo label of this image; crops are made for pseudo-positive categories"
+            f"crop_targets: category {category} is not a pseudo label of this image; crops are made for "
+            "pseudo-positive categories"
         )
     target = np.zeros(len(y), dtype=np.float32)
     target[category] = 1.0

@@ -1,5 +1,4 @@
-"""Row I/O on the feature cache that keeps memory flat, a uint8 pipeline that decodes, normalises
-and runs CLIP on the device in bf16, and `torchrun` sharding merged into one cache.
+"""Flat-memory cache I/O, an on-device uint8 CLIP pipeline and `torchrun` sharding into one cache.
 
 Docs: https://bacgcn.github.io/bacgcn/shard.html.md"""
 
@@ -91,7 +90,8 @@ class FastConfig:
 
 
 def _split_preprocess(backbone) -> tuple[list, tuple, tuple]:
-    "(transforms before ToTensor, mean, std) of `backbone.preprocess`; ValueError if it does not end in ToTensor + Normalize."
+    """(transforms before ToTensor, mean, std) of `backbone.preprocess`; ValueError if it does not end in ToTensor +
+    Normalize."""
     ts = list(getattr(backbone.preprocess, "transforms", []))
     if len(ts) < 2 or not isinstance(ts[-2], T.ToTensor) or not isinstance(ts[-1], T.Normalize):
         raise ValueError(
@@ -115,7 +115,8 @@ def cpu_has_bf16() -> bool:
 
 
 class DeviceEncoder:
-    "uint8 batches (B, 3, S, S) -> `backbone.encode_images` outputs: scaled, normalised and encoded on the backbone's device."
+    """uint8 batches (B, 3, S, S) -> `backbone.encode_images` outputs: scaled, normalised and encoded on the backbone's
+    device."""
 
     def __init__(self, backbone, fast: FastConfig | dict | None = None):
         self.backbone, self.fast = backbone, FastConfig.from_any(fast)
@@ -192,7 +193,8 @@ def _device_jpeg(data: bytes) -> bool:
 
 # %% ../nbs/24_shard.ipynb #eca1007a
 class Uint8Images(Dataset):
-    "Row -> (row, kind, payload): kind 'jpeg' (raw bytes for the device decoder), 'img' (uint8 (3, S, S)) or 'fail' (the reason)."
+    """Row -> (row, kind, payload): kind 'jpeg' (raw bytes for the device decoder), 'img' (uint8 (3, S, S)) or 'fail'
+    (the reason)."""
 
     def __init__(self, items: list, preprocess, background: tuple, jpeg_bytes: bool):
         self.items, self.preprocess, self.background, self.jpeg_bytes = items, preprocess, background, jpeg_bytes
@@ -251,7 +253,8 @@ def tensor_transforms(backbone) -> list:
 
 
 def _decode_batch(datas: list, device, steps: list) -> list:
-    "Decode raw JPEGs on `device` and resize/crop them: uint8 (3, S, S) tensors, or the exception for each file that failed."
+    """Decode raw JPEGs on `device` and resize/crop them: uint8 (3, S, S) tensors, or the exception for each file that
+    failed."""
     dec, Mode = _decode_jpeg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision >= 0.29 flags its decoders as deprecated in favour of torchcodec
@@ -339,7 +342,8 @@ def device_batch(
 
 
 def _to_host(out: dict, dtype: np.dtype):
-    "The arrays of `out` cast to the cache dtype on the device and copied to (pinned) host memory; an event that marks the copy."
+    """The arrays of `out` cast to the cache dtype on the device and copied to (pinned) host memory; an event that marks
+    the copy."""
     tdt = torch.float16 if dtype == np.float16 else torch.float32
     host = {n: out[n].to(tdt).to("cpu", non_blocking=True) for n in ARRAY_NAMES}
     if out["global"].device.type != "cuda":
@@ -359,8 +363,10 @@ def extract_fast(
     overwrite: bool = False,
     on_batch=None,
 ) -> FeatureCache:
-    """`extract_features` with a uint8 pipeline, on-device normalisation, optional device JPEG decoding and a writer thread; same cache.
-    `on_batch(n)`, if given, is called after each batch is handed to the writer with its number of images (for benchmarks)."""
+    """`extract_features` with a uint8 pipeline, on-device normalisation, optional device JPEG decoding and a writer
+    thread; same cache.
+    `on_batch(n)`, if given, is called after each batch is handed to the writer with its number of images (for
+    benchmarks)."""
     cfg, fcfg, items, cache_dir = (
         FeatureConfig.from_any(config),
         FastConfig.from_any(fast),
@@ -418,7 +424,8 @@ def dist_env() -> tuple[int, int, int]:
         rank, world, local = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
     except ValueError:
         raise ValueError(
-            f"RANK / WORLD_SIZE / LOCAL_RANK must be integers, got {[os.environ.get(k) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')]}"
+            "RANK / WORLD_SIZE / LOCAL_RANK must be integers, got "
+            f"{[os.environ.get(k) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')]}"
         ) from None
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
@@ -474,7 +481,8 @@ def _copy_rows(src: NpyFile, dst: NpyFile, at: int, block_bytes: int) -> None:
 def merge_feature_shards(
     items, backbone, cache_dir, config=None, world: int = 1, *, keep_shards: bool = False, block_bytes: int = 64 << 20
 ) -> FeatureCache:
-    "Merge shards 0..world-1 of `cache_dir` into the cache layout `FeatureCache.open` reads, in blocks of `block_bytes`."
+    """Merge shards 0..world-1 of `cache_dir` into the cache layout `FeatureCache.open` reads, in blocks of
+    `block_bytes`."""
     cfg, items, cache_dir = FeatureConfig.from_any(config), as_items(items), Path(cache_dir)
     head = cache_header(items, backbone, cfg)
     parts = []
@@ -519,7 +527,8 @@ def merge_feature_shards(
 # %% ../nbs/24_shard.ipynb #0ab8265f
 @contextlib.contextmanager
 def process_group(device: torch.device | str = "cpu", timeout_s: float = 4 * 3600):
-    "The default process group for the torchrun environment (created here if needed, destroyed on exit); yields (rank, world)."
+    """The default process group for the torchrun environment (created here if needed, destroyed on exit); yields (rank,
+    world)."""
     import torch.distributed as dist
 
     rank, world, local = dist_env()
@@ -598,7 +607,8 @@ def extract_sharded(
 def extract_experiment_sharded(
     config, *, progress: bool = True, fast: FastConfig | dict | None = None, overwrite: bool = False, log=None
 ) -> list[FeatureCache]:
-    """Extract (or finish) an experiment's feature caches, sharded across torchrun processes; `fast`: use `extract_fast`;
+    """Extract (or finish) an experiment's feature caches, sharded across torchrun processes; `fast`: use
+    `extract_fast`;
     `overwrite`: recompute caches that exist."""
     cfg = ExperimentConfig.from_any(config)
     spec = cfg.data_spec()
@@ -615,6 +625,9 @@ def extract_experiment_sharded(
             folder = cache_path(cfg.cache_dir, split_name(spec, split), backbone, items, cfg.features or None)
             if log and rank == 0:
                 log(f"features of {split_name(spec, split)}: {len(items)} images -> {folder}")
-            out.append(extract_sharded(items, backbone, folder, cfg.features or None, extract_fn=fn, progress=progress,
-                                       overwrite=overwrite))  # fmt: skip
+            out.append(
+                extract_sharded(
+                    items, backbone, folder, cfg.features or None, extract_fn=fn, progress=progress, overwrite=overwrite
+                )
+            )
     return out

@@ -1,4 +1,4 @@
-"""Five synthetic worlds, every method, ablation and zero-shot baseline with 95 % confidence intervals, paired differences to the full model, and every open choice of the implementation chosen on a validation split by a rule fixed beforehand.
+"""Every open choice tuned on val, every method with 95 % CIs, over five synthetic worlds.
 
 Docs: https://bacgcn.github.io/bacgcn/study.html.md"""
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .config import as_config, deep_merge
+from .config import as_config, deep_merge, device_name
 from .files import short_hash, write_json_atomic
 from .metrics import mean_average_precision
 from .ops import sigmoid
@@ -25,7 +25,7 @@ from .ops import sigmoid
 # %% auto #0
 __all__ = ['KNOBS', 'START', 'SPLITS3', 'ABLATION_OVERRIDES', 'mean_ci', 'paired_ci', 'choose', 'Knob', 'reso_start', 'set_path',
            'get_path', 'StudyConfig', 'make_world', 'World', 'evaluate_scores', 'run_settings', 'tune',
-           'tta_scores_for', 'run_study', 'study_markdown', 'draw_study_figures', 'grouped_bars']
+           'tta_scores_for', 'run_study', 'findings_markdown', 'study_markdown', 'draw_study_figures', 'grouped_bars']
 
 # %% ../nbs/22_study.ipynb #1f2335f8
 def mean_ci(x, confidence: float = 0.95) -> tuple[float, float]:
@@ -69,7 +69,9 @@ KNOBS = (
     Knob("rho", "clip.rho", (0.25, 0.5, 0.75), "share of patches kept in the masked view M^H"),
     Knob("top_k", "train.model.kernel.top_k", (1, 2, 4, 8, 16), "patches pooled per category by the Similarity Kernel"),
     Knob("pooling", "train.model.kernel.pooling", ("soft", "hard"), "Top-k pooling: softmax-weighted or plain mean"),
-    Knob("global_views", "train.model.global_views", ("plain", "masked", "all"), "global logits from g | g^H, g^Hc | all"),
+    Knob(
+        "global_views", "train.model.global_views", ("plain", "masked", "all"), "global logits from g | g^H, g^Hc | all"
+    ),
     Knob("edges", "train.graph.edges", ("all", "class_background"), "co-occurrence edges: all pairs | the figure's"),
     Knob("global_weight", "train.graph.global_weight", (0.1, 0.3, 1.0, 3.0), "weight of the global-local links"),
     Knob("logit_scale", "train.model.logit_scale_init", (10.0, 1 / 0.07, 30.0), "λ, the initial logit scale"),
@@ -143,8 +145,15 @@ class StudyConfig:
     @classmethod
     def quick(cls, **kw) -> StudyConfig:
         "A reduced study for tests: two seeds, small worlds, three knobs."
-        d = dict(seeds=(0, 1), n_train=200, n_val=120, n_test=120, knobs=("top_k", "global_views", "tau"),
-                 tta_grids=(2,), tta_weights=(0.5,))  # fmt: skip
+        d = dict(
+            seeds=(0, 1),
+            n_train=200,
+            n_val=120,
+            n_test=120,
+            knobs=("top_k", "global_views", "tau"),
+            tta_grids=(2,),
+            tta_weights=(0.5,),
+        )
         d.update(kw)
         return cls(**d)
 
@@ -158,8 +167,14 @@ def make_world(work_dir, seed: int, config: StudyConfig, shapes: tuple = ()) -> 
 
     data = Path(work_dir) / ("world" if not shapes else "world-" + "-".join(f"{w}x{h}" for w, h in shapes))
     if not (data / "manifest.json").exists():
-        synth = dict(seed=seed, n_train=config.n_train, n_val=config.n_val, n_test=config.n_test,
-                     image_size=config.image_size, shapes=shapes)  # fmt: skip
+        synth = dict(
+            seed=seed,
+            n_train=config.n_train,
+            n_val=config.n_val,
+            n_test=config.n_test,
+            image_size=config.image_size,
+            shapes=shapes,
+        )
         make_benchmark(data, synth, captioner=dict(seed=seed), splits=SPLITS3, caption_splits=("train",))
     return data
 
@@ -175,9 +190,12 @@ class World:
 
         self.data, self.seed, self.backbone_for, self.cache_dir = Path(data), seed, backbone_for, Path(cache_dir)
         self.vocab = load_vocab(self.data / "synth.json")
-        self.pseudo = pseudo_labels(read_captions(self.data / "train_captions.json", self.data / "train_re_captions.json"),
-                                    self.vocab)  # fmt: skip
-        read = lambda s: read_label_list(self.data / f"{s}_cls.txt", self.vocab.classes, image_root=self.data / "images", ext=".png")
+        self.pseudo = pseudo_labels(
+            read_captions(self.data / "train_captions.json", self.data / "train_re_captions.json"), self.vocab
+        )
+        read = lambda s: read_label_list(
+            self.data / f"{s}_cls.txt", self.vocab.classes, image_root=self.data / "images", ext=".png"
+        )
         self.splits = {s: read(s) for s in SPLITS3}
         self.boxes = {s: read_boxes(self.data / f"{s}_boxes.json") for s in ("val", "test")}
         self.sizes = {s: read_sizes(self.data / f"{s}_sizes.json") for s in ("val", "test")}
@@ -192,11 +210,20 @@ class World:
             bb = self.backbone_for(clip)
             tr = self.splits["train"]
             self._prepared[key] = {
-                s: prepare(vocab=self.vocab, backbone=bb, train_items=tr.items(), pseudo=self.pseudo, cache_dir=self.cache_dir,
-                           test_items=self.splits[s].items(), test_labels=self.splits[s].labels, progress=False,
-                           feature_config=dict(num_workers=0, batch_size=128), splits=("train", s))
+                s: prepare(
+                    vocab=self.vocab,
+                    backbone=bb,
+                    train_items=tr.items(),
+                    pseudo=self.pseudo,
+                    cache_dir=self.cache_dir,
+                    test_items=self.splits[s].items(),
+                    test_labels=self.splits[s].labels,
+                    progress=False,
+                    feature_config=dict(num_workers=0, batch_size=128),
+                    splits=("train", s),
+                )
                 for s in ("val", "test")
-            }  # fmt: skip
+            }
         return self._prepared[key]
 
     def buckets(self, split: str, ids: list[str]) -> np.ndarray:
@@ -211,8 +238,10 @@ def evaluate_scores(scores: np.ndarray, prep, world: World, split: str) -> dict:
     "{'mAP', 'small', 'medium', 'large'} of class scores (n, C) on the prepared `split` of `world`."
     from bacgcn.demo import ap_by_size
 
-    return {"mAP": float(mean_average_precision(scores, prep.test_labels)["mAP"]),
-            **ap_by_size(scores, world.buckets(split, prep.test_ids))}  # fmt: skip
+    return {
+        "mAP": float(mean_average_precision(scores, prep.test_labels)["mAP"]),
+        **ap_by_size(scores, world.buckets(split, prep.test_ids)),
+    }
 
 
 def run_settings(world: World, settings: dict, runs_dir: Path, overrides: dict | None = None) -> dict:
@@ -265,13 +294,32 @@ def tune(worlds: list[World], config: StudyConfig, runs_dir: Path, log=print) ->
             scores[v] = {"mAP": [r["val"]["mAP"] for r in res], "small": [r["val"]["small"] for r in res]}
         chosen, evidence = choose({v: s["mAP"] for v, s in scores.items()}, current, config.confidence)
         settings = set_path(settings, knob.path, chosen)
-        paired = {v: dict(zip(("mean", "ci"), paired_ci(s["mAP"], scores[current]["mAP"], config.confidence)))
-                  for v, s in scores.items()}  # fmt: skip
-        records.append({"knob": knob.name, "path": knob.path, "description": knob.description, "start": current,
-                        "chosen": chosen, **evidence,
-                        "values": [{"value": v, "vs_start": paired[v], **{m: dict(zip(("mean", "ci"), mean_ci(s[m], config.confidence)))
-                                                   for m in s}} for v, s in scores.items()]})  # fmt: skip
-        log(f"  {knob.name}: {current} -> {chosen} (best {evidence['best']}, diff {100 * evidence['diff']:+.2f} ± {100 * evidence['ci']:.2f})")
+        paired = {
+            v: dict(zip(("mean", "ci"), paired_ci(s["mAP"], scores[current]["mAP"], config.confidence)))
+            for v, s in scores.items()
+        }
+        records.append(
+            {
+                "knob": knob.name,
+                "path": knob.path,
+                "description": knob.description,
+                "start": current,
+                "chosen": chosen,
+                **evidence,
+                "values": [
+                    {
+                        "value": v,
+                        "vs_start": paired[v],
+                        **{m: dict(zip(("mean", "ci"), mean_ci(s[m], config.confidence))) for m in s},
+                    }
+                    for v, s in scores.items()
+                ],
+            }
+        )
+        log(
+            f"  {knob.name}: {current} -> {chosen} (best {evidence['best']}, diff {100 * evidence['diff']:+.2f} ± "
+            f"{100 * evidence['ci']:.2f})"
+        )
     return settings, records
 
 # %% ../nbs/22_study.ipynb #d590fdde
@@ -282,8 +330,9 @@ def tta_scores_for(world: World, run: dict, clip: dict, grid: int, weight: float
     prep = world.prepare(clip)[split]
     cfg = TTAConfig(grid=grid, weight=weight, batch_size=64)
     items = list(zip(prep.test_ids, prep.test_paths))
-    tiles, _ = extract_tiles(items, prep.backbone, tile_cache_path(world.cache_dir, split, prep.backbone, items, cfg), cfg,
-                             progress=False)  # fmt: skip
+    tiles, _ = extract_tiles(
+        items, prep.backbone, tile_cache_path(world.cache_dir, split, prep.backbone, items, cfg), cfg, progress=False
+    )
     C = world.vocab.n_classes
     tl = tile_logits(run["model"], tiles).numpy()
     return sigmoid(fuse(run["logits"][split], tl, weight)[:, :C])
@@ -310,7 +359,9 @@ def run_study(out_dir="results/study", *, config: StudyConfig | dict | None = No
         timings[name] = round(time.time() - t0 - sum(timings.values()), 1)
 
     log(f"[1/5] {len(cfg.seeds)} worlds ({cfg.n_train} train / {cfg.n_val} val / {cfg.n_test} test images each)")
-    worlds = [World(make_world(work / f"seed{s}", s, cfg), s, backbone_for, work / f"seed{s}" / "features") for s in cfg.seeds]
+    worlds = [
+        World(make_world(work / f"seed{s}", s, cfg), s, backbone_for, work / f"seed{s}" / "features") for s in cfg.seeds
+    ]
     stage("worlds")
     log("[2/5] tuning the open choices on val")
     runs_dir = work / "runs"
@@ -328,48 +379,96 @@ def run_study(out_dir="results/study", *, config: StudyConfig | dict | None = No
         for k, sc in zero_shot_baselines(prep).items():
             methods.setdefault(f"zeroshot_{k}", {"test": []})["test"].append(evaluate_scores(sc, prep, w, "test"))
     for k in [m for m in methods if m.startswith("zeroshot_")]:
-        methods[k] = {"test": _summary({q: [r[q] for r in methods[k]["test"]] for q in ("mAP", "small", "medium", "large")}, conf)}
+        methods[k] = {
+            "test": _summary({q: [r[q] for r in methods[k]["test"]] for q in ("mAP", "small", "medium", "large")}, conf)
+        }
     stage("final table")
 
     log("[4/5] the test-time extension (tiles): grid and weight on val")
     tta_val = {}
     for g in cfg.tta_grids:
         for a in cfg.tta_weights:
-            tta_val[(g, a)] = [evaluate_scores(tta_scores_for(w, r, chosen["clip"], g, a, "val"), w.prepare(chosen["clip"])["val"],
-                                               w, "val") for w, r in zip(worlds, results["bacgcn"])]  # fmt: skip
+            tta_val[(g, a)] = [
+                evaluate_scores(
+                    tta_scores_for(w, r, chosen["clip"], g, a, "val"), w.prepare(chosen["clip"])["val"], w, "val"
+                )
+                for w, r in zip(worlds, results["bacgcn"])
+            ]
     full_val = [r["val"]["mAP"] for r in results["bacgcn"]]
     best = max(tta_val, key=lambda k: np.mean([m["mAP"] for m in tta_val[k]]))
     d, h = paired_ci([m["mAP"] for m in tta_val[best]], full_val, conf)
-    tta_test = [evaluate_scores(tta_scores_for(w, r, chosen["clip"], *best, "test"), w.prepare(chosen["clip"])["test"], w, "test")
-                for w, r in zip(worlds, results["bacgcn"])]  # fmt: skip
-    methods["bacgcn_tta"] = {"test": _summary({q: [m[q] for m in tta_test] for q in ("mAP", "small", "medium", "large")}, conf)}
-    tta = {"grid": best[0], "weight": best[1], "passes_per_image": 3 + best[0] ** 2, "val_diff_vs_full": d, "val_ci": h,
-           "adopted_by_rule": d - h > 0,
-           "candidates": [{"grid": g, "weight": a, "val_mAP": dict(zip(("mean", "ci"), mean_ci([m["mAP"] for m in v], conf)))}
-                          for (g, a), v in tta_val.items()]}  # fmt: skip
+    tta_test = [
+        evaluate_scores(
+            tta_scores_for(w, r, chosen["clip"], *best, "test"), w.prepare(chosen["clip"])["test"], w, "test"
+        )
+        for w, r in zip(worlds, results["bacgcn"])
+    ]
+    methods["bacgcn_tta"] = {
+        "test": _summary({q: [m[q] for m in tta_test] for q in ("mAP", "small", "medium", "large")}, conf)
+    }
+    tta = {
+        "grid": best[0],
+        "weight": best[1],
+        "passes_per_image": 3 + best[0] ** 2,
+        "val_diff_vs_full": d,
+        "val_ci": h,
+        "adopted_by_rule": d - h > 0,
+        "candidates": [
+            {"grid": g, "weight": a, "val_mAP": dict(zip(("mean", "ci"), mean_ci([m["mAP"] for m in v], conf)))}
+            for (g, a), v in tta_val.items()
+        ],
+    }
     stage("tta")
 
     log("[5/5] input geometry on a non-square world")
     geo = {}
-    ns_worlds = [World(make_world(work / f"seed{s}", s, cfg, cfg.nonsquare_shapes), s, backbone_for,
-                       work / f"seed{s}" / "features-nonsquare") for s in cfg.seeds]  # fmt: skip
+    ns_worlds = [
+        World(
+            make_world(work / f"seed{s}", s, cfg, cfg.nonsquare_shapes),
+            s,
+            backbone_for,
+            work / f"seed{s}" / "features-nonsquare",
+        )
+        for s in cfg.seeds
+    ]
     for gname in cfg.geometries:
         s = set_path(chosen, "clip.geometry", gname)
         res_g, zs_g = [], []
         for wns in ns_worlds:
             res_g.append(run_settings(wns, s, runs_dir / f"seed{wns.seed}-nonsquare"))
             prep = wns.prepare(s["clip"])["test"]
-            zs_g.append(evaluate_scores(zero_shot_baselines(prep, kinds=("clip_global",))["clip_global"], prep, wns, "test"))
-        geo[gname] = {"val": _per_seed(res_g, "val"), "test": _per_seed(res_g, "test"),
-                      "zeroshot_test": {q: [z[q] for z in zs_g] for q in ("mAP", "small", "medium", "large")}}  # fmt: skip
+            zs_g.append(
+                evaluate_scores(zero_shot_baselines(prep, kinds=("clip_global",))["clip_global"], prep, wns, "test")
+            )
+        geo[gname] = {
+            "val": _per_seed(res_g, "val"),
+            "test": _per_seed(res_g, "test"),
+            "zeroshot_test": {q: [z[q] for z in zs_g] for q in ("mAP", "small", "medium", "large")},
+        }
     geo_choice, geo_evidence = choose({g: v["val"]["mAP"] for g, v in geo.items()}, cfg.start["clip"]["geometry"], conf)
     stage("geometry")
 
-    paired = {k: {q: dict(zip(("mean", "ci"), paired_ci(v["test"][q]["values"], methods["bacgcn"]["test"][q]["values"], conf)))
-                  for q in ("mAP", "small", "medium", "large")} for k, v in methods.items() if k != "bacgcn"}  # fmt: skip
-    tta["test_vs_no_reso"] = {q: dict(zip(("mean", "ci"), paired_ci(methods["bacgcn_tta"]["test"][q]["values"],
-                                                                     methods["bacgcn_no_reso"]["test"][q]["values"], conf)))
-                              for q in ("mAP", "small", "medium", "large")}  # fmt: skip
+    paired = {
+        k: {
+            q: dict(
+                zip(("mean", "ci"), paired_ci(v["test"][q]["values"], methods["bacgcn"]["test"][q]["values"], conf))
+            )
+            for q in ("mAP", "small", "medium", "large")
+        }
+        for k, v in methods.items()
+        if k != "bacgcn"
+    }
+    tta["test_vs_no_reso"] = {
+        q: dict(
+            zip(
+                ("mean", "ci"),
+                paired_ci(
+                    methods["bacgcn_tta"]["test"][q]["values"], methods["bacgcn_no_reso"]["test"][q]["values"], conf
+                ),
+            )
+        )
+        for q in ("mAP", "small", "medium", "large")
+    }
     metrics = {
         "command": f"bacgcn study --out {out}",
         "config": asdict(cfg),
@@ -380,12 +479,21 @@ def run_study(out_dir="results/study", *, config: StudyConfig | dict | None = No
         "methods": methods,
         "paired_vs_bacgcn": paired,
         "tta": tta,
-        "geometry": {"chosen": geo_choice, **geo_evidence, "by_geometry": {
-            g: {f"{split}_{q}": dict(zip(("mean", "ci"), mean_ci(v[split][q], conf))) for split in ("val", "test", "zeroshot_test")
-                for q in ("mAP", "small", "large")} for g, v in geo.items()}},  # fmt: skip
+        "geometry": {
+            "chosen": geo_choice,
+            **geo_evidence,
+            "by_geometry": {
+                g: {
+                    f"{split}_{q}": dict(zip(("mean", "ci"), mean_ci(v[split][q], conf)))
+                    for split in ("val", "test", "zeroshot_test")
+                    for q in ("mAP", "small", "large")
+                }
+                for g, v in geo.items()
+            },
+        },
         "timings_s": timings,
         "seconds": round(time.time() - t0, 1),
-        "device": "cpu",
+        "device": device_name("cpu"),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
@@ -411,68 +519,162 @@ def _signed(s: dict) -> str:
     return f"{100 * s['mean']:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}"
 
 
+def findings_markdown(m: dict) -> list[str]:
+    """What the table says, in words, derived from the paired intervals (so that the prose cannot drift from the
+    numbers): which removals lower, raise or do not measurably change test mAP, and which knobs moved."""
+    pair = m["paired_vs_bacgcn"]
+    ablations = sorted(k for k in pair if k.startswith("ablation_"))
+    side = lambda s: "lower" if s["mean"] + s["ci"] < 0 else ("higher" if s["mean"] - s["ci"] > 0 else "same")
+    name = lambda k: f"`{k.removeprefix('ablation_')}`"
+    groups = {g: [k for k in ablations if side(pair[k]["mAP"]) == g] for g in ("lower", "same", "higher")}
+    moved = [r for r in m["knobs"] if r["chosen"] != r["start"]]
+    best_zs = max((k for k in pair if k.startswith("zeroshot_")), key=lambda k: pair[k]["mAP"]["mean"], default=None)
+    lines = ["## In words", ""]
+    if best_zs:
+        lines.append(
+            f"* The full model against the best zero-shot baseline (`{best_zs}`): test mAP "
+            f"{-100 * pair[best_zs]['mAP']['mean']:+.1f} points, the baseline's difference being "
+            f"{_signed(pair[best_zs]['mAP'])}."
+        )
+    if groups["lower"]:
+        lines.append(
+            "* Removing these lowers test mAP (interval below 0): "
+            + ", ".join(f"{name(k)} {_signed(pair[k]['mAP'])}" for k in groups["lower"])
+            + "."
+        )
+    if groups["same"]:
+        lines.append(
+            "* Removing these changes test mAP by less than the interval can tell from 0: "
+            + ", ".join(f"{name(k)} {_signed(pair[k]['mAP'])}" for k in groups["same"])
+            + "."
+        )
+    if groups["higher"]:
+        lines.append(
+            "* Removing these raises test mAP (interval above 0): "
+            + ", ".join(f"{name(k)} {_signed(pair[k]['mAP'])}" for k in groups["higher"])
+            + "."
+        )
+    if "bacgcn_no_reso" in pair:
+        reso = _signed(pair["bacgcn_no_reso"]["small"])
+        lines.append(f"* ReSO: `bacgcn_no_reso` minus `bacgcn`, small-object AP {reso}.")
+    lines.append(
+        "* Knobs moved by the rule: "
+        + (", ".join(f"{r['knob']} {r['start']} → {r['chosen']}" for r in moved) if moved else "none")
+        + "."
+    )
+    return lines + [""]
+
+
 def study_markdown(m: dict) -> str:
     "The README of `results/study` from the study's metrics."
     c, meth, pair = m["config"], m["methods"], m["paired_vs_bacgcn"]
-    order = ["bacgcn", "bacgcn_no_reso", "bacgcn_tta", "bacgcn_start"] + sorted(k for k in meth if k.startswith("ablation_"))
+    order = ["bacgcn", "bacgcn_no_reso", "bacgcn_tta", "bacgcn_start"] + sorted(
+        k for k in meth if k.startswith("ablation_")
+    )
     order += sorted(k for k in meth if k.startswith("zeroshot_"))
     rows = []
     for k in [k for k in order if k in meth]:
         te = meth[k]["test"]
         p = pair.get(k)
-        rows.append(f"| `{k}` | {_pm(te['mAP'])} | {_pm(te['small'])} | {_pm(te['medium'])} | {_pm(te['large'])} | "
-                    + (f"{_signed(p['mAP'])} | {_signed(p['small'])} | {_signed(p['large'])} |" if p else "– | – | – |"))  # fmt: skip
-    knob_rows = [f"| {r['knob']} | {_cell(r['description'])} | {r['start']} | **{r['chosen']}** | {r['best']} | "
-                 f"{100 * r['diff']:+.2f} ± {100 * r['ci']:.2f} | "
-                 + ", ".join(f"{v['value']:.4g}: {100 * v['mAP']['mean']:.1f}" if isinstance(v["value"], float) else
-                             f"{v['value']}: {100 * v['mAP']['mean']:.1f}" for v in r["values"]) + " |" for r in m["knobs"]]  # fmt: skip
+        rows.append(
+            f"| `{k}` | {_pm(te['mAP'])} | {_pm(te['small'])} | {_pm(te['medium'])} | {_pm(te['large'])} | "
+            + (f"{_signed(p['mAP'])} | {_signed(p['small'])} | {_signed(p['large'])} |" if p else "– | – | – |")
+        )
+    knob_rows = [
+        f"| {r['knob']} | {_cell(r['description'])} | {r['start']} | **{r['chosen']}** | {r['best']} | "
+        f"{100 * r['diff']:+.2f} ± {100 * r['ci']:.2f} | "
+        + ", ".join(
+            f"{v['value']:.4g}: {100 * v['mAP']['mean']:.1f}"
+            if isinstance(v["value"], float)
+            else f"{v['value']}: {100 * v['mAP']['mean']:.1f}"
+            for v in r["values"]
+        )
+        + " |"
+        for r in m["knobs"]
+    ]
     g = m["geometry"]
-    geo_rows = [f"| {name} | {_pm(v['val_mAP'])} | {_pm(v['test_mAP'])} | {_pm(v['test_small'])} | {_pm(v['zeroshot_test_mAP'])} |"
-                for name, v in g["by_geometry"].items()]  # fmt: skip
+    geo_rows = [
+        f"| {name} | {_pm(v['val_mAP'])} | {_pm(v['test_mAP'])} | {_pm(v['test_small'])} | "
+        f"{_pm(v['zeroshot_test_mAP'])} |"
+        for name, v in g["by_geometry"].items()
+    ]
     tta = m["tta"]
-    return "\n".join([
-        "# Which parts of BAC-GCN matter: the study on the synthetic benchmark", "",
-        f"Produced by `{m['command']}` in {m['seconds']:.0f} s on {m['device']} ({m['cpu_threads']} threads, torch {m['torch']}).",
-        f"**Data:** {len(c['seeds'])} worlds of the built-in synthetic benchmark (`bacgcn.synth`, seeds {list(c['seeds'])}), each "
-        f"{c['n_train']} training images with simulated BLIP-2 captions (no labels used in training), {c['n_val']} labelled "
-        f"validation and {c['n_test']} labelled test images of {c['image_size']} px. **Model:** the shipped tiny CLIP "
-        "(`tinyclip-synth`, frozen). These are not the paper's benchmarks and say nothing by themselves about VOC, COCO "
-        "or NUS-WIDE with CLIP ViT-B/16.", "",
-        "Every number: mean over the worlds ± the half-width of its 95 % confidence interval (Student's t); paired "
-        "differences to `bacgcn` use the same world and seed, [low, high] with `*` where the interval excludes 0. "
-        "mAP and AP by size in %, AP by size as in `bacgcn.demo` (the bucket of a class's largest instance).", "",
-        "## The rule, fixed before the runs", "",
-        f"Knobs are tuned on **val** {m['rule']}. Test is used once, for the table below.", "",
-        "| knob | what | before | chosen | best mean | best − before (val mAP, points) | val mAP per value |",
-        "|---|---|---|---|---|---|---|", *knob_rows, "",
-        "## The methods on test", "",
-        "| method | mAP | AP small | AP medium | AP large | Δ mAP vs `bacgcn` | Δ small | Δ large |",
-        "|---|---|---|---|---|---|---|---|", *rows, "",
-        f"`bacgcn_tta` (an extension, not the paper): {tta['grid']}×{tta['grid']} tiles, weight {tta['weight']} (chosen on val: "
-        f"{100 * tta['val_diff_vs_full']:+.2f} ± {100 * tta['val_ci']:.2f} mAP over the full model; "
-        f"{'adopted' if tta['adopted_by_rule'] else 'not adopted'} by the rule); it costs {tta['passes_per_image']} CLIP passes "
-        "per test image instead of 3. Against `bacgcn_no_reso` on test: "
-        + ", ".join(f"{q} {_signed(tta['test_vs_no_reso'][q])}" for q in ("mAP", "small", "medium", "large")) + ".", "",
-        "## Input geometry on a non-square world", "",
-        f"The same study settings on worlds of {' and '.join('x'.join(map(str, s)) for s in c['nonsquare_shapes'])} scenes "
-        f"(in turn). Chosen on val: **{g['chosen']}** (best mean {g['best']}, {100 * g['diff']:+.2f} ± {100 * g['ci']:.2f} "
-        "points against the start).", "",
-        "| geometry | val mAP | test mAP | test AP small | zero-shot CLIP test mAP |", "|---|---|---|---|---|", *geo_rows, "",
-        "Figures: `sensitivity.png` (val mAP of each knob value minus the value before, paired; chosen values marked), "
-        "`methods.png` (test mAP and small-object AP of each method minus the full model's, paired), `geometry.png`, "
-        "`tta.png` (AP by size with and without the tiles).", ""])
+    return "\n".join(
+        [
+            "# Which parts of BAC-GCN matter: the study on the synthetic benchmark",
+            "",
+            f"Produced by `{m['command']}` in {m['seconds']:.0f} s on {m['device']} ({m['cpu_threads']} threads, "
+            f"torch {m['torch']}).",
+            f"**Data:** {len(c['seeds'])} worlds of the built-in synthetic benchmark (`bacgcn.synth`, seeds "
+            f"{list(c['seeds'])}), each "
+            f"{c['n_train']} training images with simulated BLIP-2 captions (no labels used in training), "
+            f"{c['n_val']} labelled "
+            f"validation and {c['n_test']} labelled test images of {c['image_size']} px. **Model:** the shipped tiny "
+            "CLIP "
+            "(`tinyclip-synth`, frozen). These are not the paper's benchmarks and say nothing by themselves about "
+            "VOC, COCO "
+            "or NUS-WIDE with CLIP ViT-B/16.",
+            "",
+            "Every number: mean over the worlds ± the half-width of its 95 % confidence interval (Student's t); paired "
+            "differences to `bacgcn` use the same world and seed, [low, high] with `*` where the interval excludes 0. "
+            "mAP and AP by size in %, AP by size as in `bacgcn.demo` (the bucket of a class's largest instance).",
+            "",
+            *findings_markdown(m),
+            "## The rule, fixed before the runs",
+            "",
+            f"Knobs are tuned on **val** {m['rule']}. Test is used once, for the table below.",
+            "",
+            "| knob | what | before | chosen | best mean | best − before (val mAP, points) | val mAP per value |",
+            "|---|---|---|---|---|---|---|",
+            *knob_rows,
+            "",
+            "## The methods on test",
+            "",
+            "| method | mAP | AP small | AP medium | AP large | Δ mAP vs `bacgcn` | Δ small | Δ large |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"`bacgcn_tta` (an extension, not the paper): {tta['grid']}×{tta['grid']} tiles, weight {tta['weight']} "
+            "(chosen on val: "
+            f"{100 * tta['val_diff_vs_full']:+.2f} ± {100 * tta['val_ci']:.2f} mAP over the full model; "
+            f"{'adopted' if tta['adopted_by_rule'] else 'not adopted'} by the rule); it costs "
+            f"{tta['passes_per_image']} CLIP passes "
+            "per test image instead of 3. Against `bacgcn_no_reso` on test: "
+            + ", ".join(f"{q} {_signed(tta['test_vs_no_reso'][q])}" for q in ("mAP", "small", "medium", "large"))
+            + ".",
+            "",
+            "## Input geometry on a non-square world",
+            "",
+            "The same study settings on worlds of "
+            f"{' and '.join('x'.join(map(str, s)) for s in c['nonsquare_shapes'])} scenes "
+            f"(in turn). Chosen on val: **{g['chosen']}** (best mean {g['best']}, {100 * g['diff']:+.2f} ± "
+            f"{100 * g['ci']:.2f} "
+            "points against the start).",
+            "",
+            "| geometry | val mAP | test mAP | test AP small | zero-shot CLIP test mAP |",
+            "|---|---|---|---|---|",
+            *geo_rows,
+            "",
+            "Figures: `sensitivity.png` (val mAP of each knob value minus the value before, paired; chosen values "
+            "marked), "
+            "`methods.png` (test mAP and small-object AP of each method minus the full model's, paired), "
+            "`geometry.png`, "
+            "`tta.png` (AP by size with and without the tiles).",
+            "",
+        ]
+    )
 
 
 def draw_study_figures(out, m: dict) -> None:
     "sensitivity.png, methods.png, geometry.png and tta.png of the study's metrics."
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     out = Path(out)
     ks = m["knobs"]
     n = max(len(ks), 1)
-    fig, axes = plt.subplots(math.ceil(n / 4), min(n, 4), figsize=(3.2 * min(n, 4), 2.6 * math.ceil(n / 4)), squeeze=False)
+    fig, axes = plt.subplots(
+        math.ceil(n / 4), min(n, 4), figsize=(3.2 * min(n, 4), 2.6 * math.ceil(n / 4)), squeeze=False
+    )
     for ax, r in zip(axes.flat, ks):
         labels = [f"{v['value']:.3g}" if isinstance(v["value"], float) else str(v["value"]) for v in r["values"]]
         diff = [100 * v["vs_start"]["mean"] for v in r["values"]]
@@ -485,7 +687,7 @@ def draw_study_figures(out, m: dict) -> None:
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_title(f"{r['knob']} (before: {labels[[v['value'] for v in r['values']].index(r['start'])]})", fontsize=9)
         ax.set_ylabel("Δ val mAP (points)", fontsize=7)
-    for ax in list(axes.flat)[len(ks):]:
+    for ax in list(axes.flat)[len(ks) :]:
         ax.axis("off")
     fig.suptitle("val mAP minus the value before, paired over worlds (mean ± 95% CI; red: chosen)", fontsize=9)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""A small procedural multi-label world — scenes with background regions and objects of varied size, a simulated BLIP-2 captioner, and split files in the formats the readers understand.
+"""A procedural multi-label world: backgrounds, objects of every size and a simulated captioner.
 
 Docs: https://bacgcn.github.io/bacgcn/synth.html.md"""
 
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .config import as_config
-from .vocab import Vocab, load_vocab
+from .vocab import Vocab
 
 # %% auto #0
 __all__ = ['CLASSES', 'BACKGROUNDS', 'AFFINITY', 'FLYING', 'SPLITS', 'ASPECT', 'KEY_COLOUR', 'SPRITES', 'TOP_BACKGROUNDS',
@@ -104,7 +104,9 @@ class SynthConfig:
         if self.image_size < 16:
             raise ValueError(f"SynthConfig.image_size must be >= 16, got {self.image_size}")
         if any(len(s) != 2 or min(s) < 16 for s in self.shapes):
-            raise ValueError(f"SynthConfig.shapes must be (width, height) pairs of at least 16 pixels, got {self.shapes}")
+            raise ValueError(
+                f"SynthConfig.shapes must be (width, height) pairs of at least 16 pixels, got {self.shapes}"
+            )
         if not 0 < self.size_min < self.size_max <= 1:
             raise ValueError(f"SynthConfig needs 0 < size_min < size_max <= 1, got {self.size_min}, {self.size_max}")
         if abs(sum(self.n_objects_probs) - 1) > 1e-6 or min(self.n_objects_probs) < 0:
@@ -330,7 +332,8 @@ SINGLE_BACKGROUNDS = {"sky": 0.1, "wall": 0.15, "grass": 0.2, "water": 0.2, "roa
 
 @dataclass
 class Instance:
-    "One object: class index into `CLASSES`, tight pixel box (x0, y0, x1, y1), end exclusive, and its region's background index."
+    """One object: class index into `CLASSES`, tight pixel box (x0, y0, x1, y1), end exclusive, and its region's
+    background index."""
 
     cls: int
     box: tuple
@@ -364,7 +367,9 @@ def _choice(rng: np.random.Generator, table: dict) -> str:
 def _layout(rng: np.random.Generator, cfg: SynthConfig, height: int | None = None) -> tuple[list[str], int | None]:
     if rng.random() < cfg.p_two_regions:
         top = _choice(rng, TOP_BACKGROUNDS)
-        return [top, _choice(rng, GROUND_UNDER[top])], int(round(rng.uniform(*cfg.horizon) * (height or cfg.image_size)))
+        return [top, _choice(rng, GROUND_UNDER[top])], int(
+            round(rng.uniform(*cfg.horizon) * (height or cfg.image_size))
+        )
     return [_choice(rng, SINGLE_BACKGROUNDS)], None
 
 # %% ../nbs/19_synth.ipynb #f3a0c069
@@ -555,7 +560,8 @@ def synth_vocab() -> Vocab:
 
 # %% ../nbs/19_synth.ipynb #4d66e1f5
 def mentioned_categories(text: str, vocab: Vocab | None = None) -> list[str]:
-    "Categories whose synonyms occur in `text` as whole words, in order of first occurrence (a plain reference matcher)."
+    """Categories whose synonyms occur in `text` as whole words, in order of first occurrence (a plain reference
+    matcher)."""
     vocab = vocab or synth_vocab()
     low = text.lower()
     hits = {}
@@ -638,7 +644,8 @@ def notice_probability(size: float, largest: bool, cfg: CaptionerConfig | None =
 
 # %% ../nbs/19_synth.ipynb #2d4e3629
 def _perceive(scene: Scene, rng: np.random.Generator, cfg: CaptionerConfig) -> dict:
-    "Believed classes (name -> [count, salience, background of the most salient one]), missed true classes, backgrounds by area."
+    """Believed classes (name -> [count, salience, background of the most salient one]), missed true classes,
+    backgrounds by area."""
     sizes = [scene.size(o) for o in scene.instances]
     big = int(np.argmax(sizes))
     seen: dict[str, list] = {}
@@ -771,7 +778,8 @@ def _caption(t: int, belief: dict, rng: np.random.Generator, cfg: CaptionerConfi
     objs, bgs = _mentions(belief, t, rng, cfg)
     if rng.random() < cfg.p_generic:
         if t == 5 and rng.random() < 0.1:
-            return "What is the background of this image? Question: What is the background of this image? Answer: What is the background of this image?"
+            question = "What is the background of this image?"
+            return f"{question} Question: {question} Answer: {question}"
         return _style(str(rng.choice(GENERIC)), rng)
     if not objs and not bgs and t != 2:
         bgs = belief["backgrounds"][:1]  # nothing drawn: describe the scene
@@ -936,7 +944,8 @@ def read_boxes(path) -> dict[str, list[tuple[int, tuple]]]:
 def mention_rates(
     n_images: int = 300, config: SynthConfig | dict | None = None, captioner: CaptionerConfig | dict | None = None
 ) -> dict:
-    "Share of (image, class) pairs named in >= 1 of the 12 strings, by the size bucket of the class's largest instance; and of absent classes."
+    """Share of (image, class) pairs named in >= 1 of the 12 strings, by the size bucket of the class's largest
+    instance; and of absent classes."""
     cfg = SynthConfig.from_dict(config)
     hits: dict[str, list] = {"small": [], "medium": [], "large": [], "absent": []}
     for i in range(n_images):
@@ -946,7 +955,9 @@ def mention_rates(
         for k, name in enumerate(CLASSES):
             inst = [o for o in s.instances if o.cls == k]
             key = (
-                size_bucket(max((o.box for o in inst), key=lambda b: max(b[2] - b[0], b[3] - b[1])), max(s.image.shape[:2]))
+                size_bucket(
+                    max((o.box for o in inst), key=lambda b: max(b[2] - b[0], b[3] - b[1])), max(s.image.shape[:2])
+                )
                 if inst
                 else "absent"
             )

@@ -1,4 +1,4 @@
-"""An open_clip-architecture CLIP trained contrastively on synthetic alt-text pairs, shipped with the package as the synthetic benchmark's frozen backbone.
+"""A small open_clip CLIP trained on synthetic alt-text: the synthetic benchmark's backbone.
 
 Docs: https://bacgcn.github.io/bacgcn/tinyclip.html.md"""
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .config import as_config
+from .config import as_config, cpu_model
 from .metrics import average_precision
 from bacgcn.synth import (
     BACKGROUND_PHRASES,
@@ -32,7 +31,6 @@ from bacgcn.synth import (
     PREPOSITION,
     SynthConfig,
     make_scene,
-    scene_rng,
     size_bucket,
     synth_vocab,
 )
@@ -228,7 +226,8 @@ def train_tiny_clip(
     callback: Callable[[dict], None] | None = None,
     log_every: int = 50,
 ) -> dict:
-    "Train the tiny CLIP; with `out_dir`, export it there (`export_tiny_clip`). Returns model, history, token ids, timings."
+    """Train the tiny CLIP; with `out_dir`, export it there (`export_tiny_clip`). Returns model, history, token ids,
+    timings."""
     cfg = TinyClipConfig.from_dict(config)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -309,7 +308,8 @@ def vocab_token_ids(vocab=None, context_length: int = 16) -> list[int]:
 def export_tiny_clip(
     model: torch.nn.Module, out_dir, token_ids: list[int] | None = None, name: str = "tinyclip"
 ) -> dict:
-    "Write `<name>_config.json` and `<name>.safetensors` (fp16, token embedding kept for `token_ids` + the vocabulary's prompts)."
+    """Write `<name>_config.json` and `<name>.safetensors` (fp16, token embedding kept for `token_ids` + the
+    vocabulary's prompts)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = dict(
@@ -344,7 +344,8 @@ def export_tiny_clip(
 
 
 def expand_state_dict(sd: dict, vocab_size: int = 49408) -> dict:
-    "A full-shape open_clip state dict from a tiny-CLIP file's tensors (rows + ids -> token_embedding.weight). Others pass through."
+    """A full-shape open_clip state dict from a tiny-CLIP file's tensors (rows + ids -> token_embedding.weight). Others
+    pass through."""
     if "token_embedding.weight" in sd:
         return dict(sd)
     if ROWS_KEY not in sd or IDS_KEY not in sd:
@@ -503,15 +504,7 @@ def _pointing(model, scenes, X, W, mode: str) -> float:
 
 # %% ../nbs/20_tinyclip.ipynb #8d881e40
 def _device_name() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {cpu}, {torch.get_num_threads()} torch threads"
+    return f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads"
 
 
 def reproduce_tiny_clip(
@@ -522,7 +515,8 @@ def reproduce_tiny_clip(
     callback: Callable[[dict], None] | None = None,
     command: str = "",
 ) -> dict:
-    "Train, export, reload and evaluate the tiny CLIP; writes the checkpoint and `tinyclip_card.json` to `out_dir`. Returns the card."
+    """Train, export, reload and evaluate the tiny CLIP; writes the checkpoint and `tinyclip_card.json` to `out_dir`.
+    Returns the card."""
     cfg = TinyClipConfig.from_dict(config)
     res = train_tiny_clip(cfg, out_dir, progress=progress, callback=callback)
     model, tok = load_tiny_clip(res["files"]["config"], res["files"]["weights"])

@@ -1,4 +1,4 @@
-"""Train BAC-GCN on cached CLIP features against caption pseudo labels, switch on ReSO, evaluate every epoch, checkpoint and resume.
+"""Train BAC-GCN on caption pseudo labels with ReSO; evaluate every epoch, checkpoint and resume.
 
 Docs: https://bacgcn.github.io/bacgcn/train.html.md"""
 
@@ -30,7 +30,8 @@ __all__ = ['TrainConfig', 'Segment', 'TrainingSet', 'predict_logits', 'zero_shot
 # %% ../nbs/14_train.ipynb #290adfad
 @dataclass
 class TrainConfig:
-    "Training settings of BAC-GCN on cached features (the schedule from the paper's Fig. 4; other defaults: see the notebook)."
+    """Training settings of BAC-GCN on cached features (the schedule from the paper's Fig. 4; other defaults: see the
+    notebook)."""
 
     epochs: int = 16  # paper Fig. 4: 16 epochs on COCO
     reso: bool = True  # ReSO on/off
@@ -64,7 +65,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.reso and not 1 <= self.reso_start_epoch <= self.epochs:
             raise ValueError(
-                f"TrainConfig.reso_start_epoch={self.reso_start_epoch} must lie in 1..epochs={self.epochs} when reso=True"
+                f"TrainConfig.reso_start_epoch={self.reso_start_epoch} must lie in 1..epochs={self.epochs} when "
+                "reso=True"
             )
 
     def to_dict(self) -> dict:
@@ -300,8 +302,11 @@ class Trainer:
             raise ValueError(f"{self.checkpoint_path}: not a bacgcn training checkpoint")
         stored = TrainConfig.from_any(ck["config"]).to_dict()
         diff = [f"train.{k}" for k, v in self.config.to_dict().items() if stored.get(k) != v]
-        diff += [k for k in sorted(set(ck.get("identity", {})) | set(self.identity))
-                 if ck.get("identity", {}).get(k) != self.identity.get(k)]
+        diff += [
+            k
+            for k in sorted(set(ck.get("identity", {})) | set(self.identity))
+            if ck.get("identity", {}).get(k) != self.identity.get(k)
+        ]
         if diff:
             raise ValueError(
                 f"{self.checkpoint_path} was written by another run (it differs in {', '.join(diff)}); "

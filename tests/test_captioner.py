@@ -1,6 +1,6 @@
 """BLIP-2 captioner end to end on a tiny random-weight BLIP-2 built here (no download, locally trained
-tokenizer): the released two-file format (checked byte for byte against the authors' VOC2007 files in
-../shared), the re-caption prompts, resume after an interruption, shard + merge, gaps, duplicates,
+tokenizer): the released two-file format (checked byte for byte against the authors' VOC2007 files,
+found as tests/real_data.py says), the re-caption prompts, resume after an interruption, shard + merge, gaps, duplicates,
 malformed outputs, missing models, and that transformers stays optional."""
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bacgcn.captioner import (CAPTION_PROMPTS, RECAPTION_PROMPTS, Blip2Captioner
                               caption_images, caption_paths, load_blip2, merge_shards, read_caption_file, read_state,
                               write_json_atomic)
 from datasets_fixtures import write_voc
+from real_data import real_file
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
@@ -31,7 +32,6 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 # words the tiny model can say: category names of the VOC vocabulary (with the category each names) and filler
 CATEGORY_WORDS = {"dog": "dog", "cat": "cat", "car": "car", "person": "person", "boat": "boat", "table": "diningtable",
                   "grass": "grass", "sky": "sky", "road": "road", "water": "water", "tree": "tree"}
@@ -140,8 +140,7 @@ def test_released_format(reference, items):
 
 def test_released_files_round_trip():
     "Our writer reproduces the authors' VOC2007 files byte for byte, and our reader accepts them."
-    folder = SHARED / "data" / "captions"
-    if not folder.is_dir(): pytest.skip(f"real caption files not found: {folder} is absent")
+    folder = real_file("captions", "voc2007_re_captions.json").parent
     for name in ("voc2007_captions.json", "voc2007_re_captions.json"):
         d = read_caption_file(folder / name)
         assert len(d) == 5011 and all(k.endswith(".") for k in d)
@@ -183,7 +182,7 @@ def test_recaption_prompts_exclude_the_first_pass_objects(tiny, captioner, items
 
 
 def test_default_exclusion_uses_the_caption_filter(tiny, captioner, items, tmp_path):
-    captions = pytest.importorskip("bacgcn.captions", reason="bacgcn.captions (the caption filter) is not in this checkout")
+    from bacgcn import captions
     from bacgcn.vocab import load_vocab
     voc, rec = load_vocab("voc2007"), Counting(captioner)
     cfg = {k: v for k, v in config(tiny, batch_size=6, chunk_size=6).items() if k not in ("exclude", "vocab")}
@@ -197,7 +196,7 @@ def test_default_exclusion_uses_the_caption_filter(tiny, captioner, items, tmp_p
 
 
 def test_output_passes_through_the_caption_filter(reference, items):
-    captions = pytest.importorskip("bacgcn.captions", reason="bacgcn.captions (the caption filter) is not in this checkout yet")
+    from bacgcn import captions
     from bacgcn.vocab import load_vocab
     paths = caption_paths(reference, "voc2007")
     caps = captions.read_captions(paths["captions"], paths["re_captions"])

@@ -1,5 +1,5 @@
 """Tests of bacgcn.captions: the caption filter, pseudo labels, co-occurrence counts, file handling and the
-quality of the pseudo labels on the authors' VOC2007 captions (read from ../shared when it is there)."""
+quality of the pseudo labels on the authors' VOC2007 captions (found as tests/real_data.py says)."""
 import json
 import warnings
 from pathlib import Path
@@ -12,8 +12,8 @@ from bacgcn.captions import (CaptionConfig, CaptionFilter, PseudoLabels, align, 
                              filter_captions_to_dir, format_score, per_class_table, pseudo_labels, read_captions,
                              read_label_sets, score_captions_files, score_pseudo_labels, tokenize, vocab_with_synonyms)
 from bacgcn.vocab import Vocab, load_vocab
+from real_data import real_file
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 VOC = load_vocab("voc2007")
 
 
@@ -336,14 +336,12 @@ def test_vocab_with_synonyms(tmp_path):
         vocab_with_synonyms(VOC, write(tmp_path, "short.json", {"a": ["a"]}))
 
 
-# ---------------------------------------------------------------- the real captions (../shared)
+# ---------------------------------------------------------------- the real captions (tests/real_data.py)
 
 @pytest.fixture(scope="module")
 def voc_real():
-    cap_dir, labels = SHARED / "data" / "captions", SHARED / "data" / "labels" / "voc2007_trainval_cls.txt"
-    if not (cap_dir / "voc2007_captions.json").exists() or not labels.exists():
-        pytest.skip(f"real VOC2007 captions and labels not found under {SHARED} (../shared is absent in a user's clone)")
-    caps = read_captions(cap_dir / "voc2007_captions.json", cap_dir / "voc2007_re_captions.json")
+    labels = real_file("labels", "voc2007_trainval_cls.txt")
+    caps = read_captions(real_file("captions", "voc2007_captions.json"), real_file("captions", "voc2007_re_captions.json"))
     return caps, read_label_sets(labels, VOC.n_classes)
 
 
@@ -367,8 +365,9 @@ def test_real_voc2007_quality_target(voc_real):
 
 def test_real_voc2007_naive_baseline(voc_real):
     caps, gt = voc_real
-    naive_vocab = vocab_with_synonyms(VOC, SHARED / "data" / "vocab" / "voc2007_synonyms.json")
+    naive_vocab = vocab_with_synonyms(VOC, real_file("vocab", "voc2007_synonyms.json"))
     res = score_pseudo_labels(pseudo_labels(caps, naive_vocab, CaptionConfig.naive()), gt)
-    # shared/README.md: naive exact matching gives micro P 0.757, R 0.821, F1 0.788, vote-mAP 0.774
+    # reference figures of naive exact matching on these files, computed outside this package when they were
+    # collected: micro P 0.757, R 0.821, F1 0.788, vote-mAP 0.774
     assert res["micro_p"] == pytest.approx(0.757, abs=0.005) and res["micro_f1"] == pytest.approx(0.788, abs=0.005)
     assert res["vote_map"] == pytest.approx(0.774, abs=0.005)

@@ -1,5 +1,5 @@
 """Tests of bacgcn.data: every reader on tiny datasets written in the real on-disk formats, with label
-matrices written out by hand; COCO cross-checked against pycocotools; the real label lists in ../shared."""
+matrices written out by hand; COCO cross-checked against pycocotools; the real label lists (tests/real_data.py)."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ import pytest
 from bacgcn.data import (DATASETS, VOC_CLASSES, DataFormatError, MultiLabelDataset, Problem, check_layout,
                          load_dataset, read_coco, read_image_folder, read_label_list, read_nuswide, read_voc, voc_root)
 from bacgcn.vocab import load_vocab
+from real_data import real_file
 from datasets_fixtures import write_coco, write_image, write_images, write_label_list, write_nuswide, write_voc
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def rows(class_names, *images):
@@ -431,9 +431,7 @@ def test_check_layout_labels_and_folder(tmp_path):
 
 # ------------------------------------------------------------------------------- real label lists
 def _shared_labels(name: str) -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"real label lists not available: {SHARED} is absent (the project's shared/ folder sits beside the repository)")
-    return SHARED / "data" / "labels" / name
+    return real_file("labels", name)
 
 
 def _token_counts(path: Path, n_classes: int) -> np.ndarray:

@@ -92,16 +92,25 @@ def test_regions_bad_input():
 
 
 def test_model_output_feeds_reso():
-    "sim_maps straight from the model (B, K, N), with grad, on a 14x14 grid."
+    """sim_maps straight from the model (B, K, N), with grad, on a 14x14 grid: a 2x2-cell object of class 0 in image
+    0 and a 3x2-cell object of class 1 in image 1 on a background orthogonal to both classes are the two regions,
+    with the boxes worked out by hand (cell edges / 14, grown by a quarter of the box per side)."""
     from bacgcn.model import BACGCN
     torch.manual_seed(0)
-    m = BACGCN(torch.randn(3, 8), torch.eye(5), categories=["a", "b", "c"], n_classes=2)
-    sim = m(torch.randn(2, 196, 8), torch.randn(2, 8), torch.randn(2, 8), torch.randn(2, 8))["sim_maps"]
-    regions = small_object_regions(sim, torch.ones(2, 3), n_classes=2)
-    assert all(r.category < 2 for r in regions)
-    for r in regions:
-        x0, y0, x1, y1 = r.box
-        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and 0 < r.area < 0.1
+    text = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    m = BACGCN(text, torch.eye(5), categories=["a", "b", "c"], n_classes=2)
+    q, _ = torch.linalg.qr(text[:2].T, mode="complete")   # columns 2.. are orthogonal to both class embeddings
+    patches = q[:, 2] + 0.05 * torch.randn(2, 196, 8)
+    grid = patches.view(2, 14, 14, 8)
+    grid[0, 3:5, 4:6] = text[0]   # rows 3-4, columns 4-5
+    grid[1, 9:12, 10:12] = text[1]   # rows 9-11, columns 10-11
+    sim = m(patches, torch.randn(2, 8), torch.randn(2, 8), torch.randn(2, 8))["sim_maps"]
+    assert sim.requires_grad and sim.shape == (2, 3, 196)
+    regions = small_object_regions(sim, torch.ones(2, 3), n_classes=2)   # category 2 is a background: never a crop
+    assert [(r.image_index, r.category) for r in regions] == [(0, 0), (1, 1)]
+    assert regions[0].box == pytest.approx((3.5 / 14, 2.5 / 14, 6.5 / 14, 5.5 / 14))
+    assert regions[1].box == pytest.approx((9.5 / 14, 8.25 / 14, 12.5 / 14, 12.75 / 14))
+    assert [r.area for r in regions] == pytest.approx([4 / 196, 6 / 196])
 
 
 def test_components_and_boxes():

@@ -5,9 +5,7 @@ from pathlib import Path
 import pytest
 
 from bacgcn.vocab import Vocab, load_vocab
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"reference data folder {SHARED} not present (only in the project's own checkout)")
+from real_data import real_file
 
 # names that differ between the datasets' official files and the authors' synonym files
 ALIASES = {"motor bike": "motorbike", "dining table": "diningtable", "potted plant": "pottedplant", "tvmonitor": "tvmonitor"}
@@ -15,10 +13,9 @@ COCO_ALIASES = {"motor bike": "motorcycle", "aeroplane": "airplane", "sofa": "co
 
 
 def _authors(name):
-    return list(json.loads((SHARED / "vocab" / f"{name}_synonyms.json").read_text()))
+    return list(json.loads(real_file("vocab", f"{name}_synonyms.json").read_text()))
 
 
-@needs_shared
 @pytest.mark.parametrize("name,aliases", [("voc2007", ALIASES), ("coco2014", COCO_ALIASES), ("nuswide", {})])
 def test_category_order_matches_authors_files(name, aliases):
     v = load_vocab(name)
@@ -26,10 +23,9 @@ def test_category_order_matches_authors_files(name, aliases):
     assert v.categories == theirs
 
 
-@needs_shared
 def test_voc_label_indices_follow_alphabetical_order():
     # 000005 has chairs only (index 8), 000007 a car (6) in VOC2007 trainval
-    lines = dict(l.split(" ", 1) for l in (SHARED / "labels" / "voc2007_trainval_cls.txt").read_text().splitlines()[:2])
+    lines = dict(l.split(" ", 1) for l in real_file("labels", "voc2007_trainval_cls.txt").read_text().splitlines()[:2])
     v = load_vocab("voc2007")
     assert v.classes[int(lines["000005"])] == "chair" and v.classes[int(lines["000007"])] == "car"
     assert v.classes == sorted(v.classes)

@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # Reproduces results/captions/voc2007_trainval.json: quality of the caption pseudo labels on the authors'
-# VOC2007 trainval captions (read in place from ../shared, never copied into the repository).
+# VOC2007 trainval captions, read in place from the reference data folder: $BACGCN_REFERENCE_DATA, by default
+# shared/data beside the repository (layout: tests/real_data.py); the files are never copied into the repository.
 # Run from anywhere: bash results/captions/make.sh   (about 20 s on one CPU core)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SHARED=../shared/data
+REF="${BACGCN_REFERENCE_DATA:-../shared/data}"
 OUT=results/captions/voc2007_trainval.json
-CMD="bacgcn captions score --captions $SHARED/captions/voc2007_captions.json --recaptions $SHARED/captions/voc2007_re_captions.json --vocab voc2007 --labels $SHARED/labels/voc2007_trainval_cls.txt --json"
+CMD="bacgcn captions score --captions $REF/captions/voc2007_captions.json --recaptions $REF/captions/voc2007_re_captions.json --vocab voc2007 --labels $REF/labels/voc2007_trainval_cls.txt --json"
 $CMD > "$OUT.tmp"
 python - "$OUT" "$CMD" <<'PY'
-import json, sys
+import json, os, sys
 from pathlib import Path
 from bacgcn.captions import (CaptionConfig, align, pseudo_labels, read_captions, read_label_sets, score_pseudo_labels,
                              vocab_with_synonyms)
 from bacgcn.vocab import load_vocab
 out, cmd = Path(sys.argv[1]), sys.argv[2]
 res = json.loads(Path(f"{out}.tmp").read_text())
-S = Path("../shared/data")
+S = Path(os.environ.get("BACGCN_REFERENCE_DATA") or "../shared/data")
 voc = load_vocab("voc2007")
 caps = read_captions(S / "captions/voc2007_captions.json", S / "captions/voc2007_re_captions.json")
 gt = read_label_sets(S / "labels/voc2007_trainval_cls.txt", voc.n_classes)
@@ -47,9 +48,11 @@ for name, v, cfg in steps:
 res = {"what": "caption pseudo labels (bacgcn.captions, default CaptionConfig, bacgcn/vocabs/voc2007.json synonyms) "
                "scored against VOC2007 trainval ground truth; classes only",
        "command": cmd, "produced_by": "results/captions/make.sh",
-       "data": {"captions": "../shared/data/captions/voc2007_captions.json and voc2007_re_captions.json (BLIP-2, released with the BAC-GCN paper)",
-                "labels": "../shared/data/labels/voc2007_trainval_cls.txt (TagCLIP image set)",
-                "naive_synonyms": "../shared/data/vocab/voc2007_synonyms.json (the authors' synonym lists)"},
+       "data": {"folder": "the reference data folder ($BACGCN_REFERENCE_DATA; layout: tests/real_data.py)",
+                "captions": "captions/voc2007_captions.json and voc2007_re_captions.json (BLIP-2, released with the "
+                            "BAC-GCN paper)",
+                "labels": "labels/voc2007_trainval_cls.txt (TagCLIP image set)",
+                "naive_synonyms": "vocab/voc2007_synonyms.json (the authors' synonym lists)"},
        **res,
        "splits": ours,
        "naive_baseline": {"config": "CaptionConfig.naive() with the authors' synonym lists (exact matching with singular "
