@@ -11,8 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "nbs").glob("*.ipynb"))
-# calls that leave a figure behind: package plot helpers, pyplot, seaborn, image display
-DRAWS = re.compile(r"^(?!\s*#).*\b(plot_\w+\(|plt\.(subplots|figure|imshow)\(|sns\.\w+\(|ShowImage\(|draw_\w+\()", re.M)
+# calls that leave a figure behind: the package's plot_* helpers, pyplot, seaborn, image display
+# (draw_* helpers draw sprites or write figure files; they show nothing)
+DRAWS = re.compile(r"^(?!\s*#).*\b(plot_\w+\(|plt\.(subplots|figure|imshow)\(|sns\.\w+\(|ShowImage\()", re.M)
 SKIPPED = ("#| slow", "#| gpu", "#| export", "#| exports", "#| eval: false", "#| hide")
 
 
