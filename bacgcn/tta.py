@@ -7,7 +7,6 @@ Docs: https://bacgcn.github.io/bacgcn/tta.html.md"""
 # %% ../nbs/17_tta.ipynb #d7d7f787
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .config import as_config
-from .features import ImageReadError, as_items, read_image
+from .features import ImageReadError, as_items, plan_batches, read_image
 from .files import short_hash, stat_fingerprint, write_json_atomic
 
 # %% auto #0
@@ -124,24 +123,17 @@ def extract_tiles(
         np.lib.format.open_memmap(cache_dir / "tiles.npy", mode="w+", dtype=np.float16, shape=(N, T, D))
         write_json_atomic(man, m)
     arr = np.load(cache_dir / "tiles.npy", mmap_mode="r+")
-    n_chunks = math.ceil(N / cfg.chunk_size)
-    todo = [c for c in range(n_chunks) if c not in m["chunks_done"]]
-    ds = _Tiles(items, backbone.preprocess, cfg.grid, cfg.overlap)
-    bar = tqdm(
-        total=sum(min(N, (c + 1) * cfg.chunk_size) - c * cfg.chunk_size for c in todo),
-        unit="img",
-        desc=f"tiles {cache_dir.name}",
-        disable=not progress,
+    plan = plan_batches(N, cfg.chunk_size, cfg.batch_size, set(m["chunks_done"]))
+    last = {c: b for b, (c, _) in enumerate(plan)}  # index of each chunk's last batch
+    dl = DataLoader(
+        _Tiles(items, backbone.preprocess, cfg.grid, cfg.overlap),
+        batch_sampler=[rows for _, rows in plan],
+        num_workers=cfg.num_workers,
+        collate_fn=_collate_tiles,
     )
-    for c in todo:
-        rows = list(range(c * cfg.chunk_size, min(N, (c + 1) * cfg.chunk_size)))
-        dl = DataLoader(
-            torch.utils.data.Subset(ds, rows),
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            collate_fn=_collate_tiles,
-        )
-        for batch in dl:
+    total = sum(len(rows) for _, rows in plan)
+    with tqdm(total=total, unit="img", desc=f"tiles {cache_dir.name}", disable=not progress) as bar:
+        for b, batch in enumerate(dl):
             ok = [(i, x) for i, x, _ in batch if x is not None]
             m["failed"].update({items[i][0]: r for i, _, r in batch if r is not None})
             if ok:
@@ -149,12 +141,13 @@ def extract_tiles(
                 g = backbone.encode_global(x).reshape(len(ok), T, D)  # B, T, D
                 arr[[i for i, _ in ok]] = g.cpu().numpy().astype(np.float16)
             bar.update(len(batch))
-        arr.flush()
-        m["chunks_done"] = sorted(m["chunks_done"] + [c])
-        write_json_atomic(man, m)
-        if log:
-            log(f"tiles {cache_dir.name}: {min(N, len(m['chunks_done']) * cfg.chunk_size)}/{N} images")
-    bar.close()
+            c = plan[b][0]
+            if b == last[c]:  # chunk finished: data to disk first, then the manifest says so
+                arr.flush()
+                m["chunks_done"] = sorted(m["chunks_done"] + [c])
+                write_json_atomic(man, m)
+                if log:
+                    log(f"tiles {cache_dir.name}: {min(N, len(m['chunks_done']) * cfg.chunk_size)}/{N} images")
     valid = np.array([i not in m["failed"] for i, _ in items])
     return np.load(cache_dir / "tiles.npy", mmap_mode="r"), valid
 
