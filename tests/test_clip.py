@@ -1,9 +1,11 @@
-"""Tests of bacgcn.clip against independent references: float64 re-derivations of the last block,
-open_clip's own encode_image / resize_pos_embed, hand-built masks, and checkpoint round trips."""
+"""Tests of bacgcn.clip against independent references: float64 re-derivations of the last block and of the three
+masking readings, the previous implementation of the pixel reading, open_clip's own encode_image / resize_pos_embed,
+hand-built masks, and checkpoint round trips."""
 import copy
 import hashlib
 import json
 import math
+import socket
 
 import numpy as np
 import open_clip
@@ -12,15 +14,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bacgcn.clip import (ClipBackbone, ClipConfig, find_pretrained, load_clip, mask_patches,
-                         n_kept, set_image_size, tiny_clip_config, top_share_mask)
+from bacgcn.clip import (ClipBackbone, ClipConfig, block_qkv, compute_precision, find_pretrained, finish_block,
+                         keep_patches, load_clip, masked_cls, n_kept, set_image_size, tiny_clip_config, top_share_mask)
 from bacgcn.vocab import Vocab
+
+
+def tiny(**kw):
+    "The tiny random CLIP of every test here (seed 0), with ClipConfig fields `kw`."
+    torch.manual_seed(0)
+    return load_clip(model_config=tiny_clip_config(image_size=32), rho=0.5, device="cpu", **kw)
 
 
 @pytest.fixture(scope="module")
 def bb():
-    torch.manual_seed(0)
-    return load_clip(model_config=tiny_clip_config(image_size=32), rho=0.5)
+    return tiny()
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +80,12 @@ def _reference(model, x, dense):
     return patches, cls
 
 
+
 @pytest.mark.parametrize("dense", ["maskclip", "sclip", "vanilla"])
-def test_dense_modes_match_float64_hand_computation(bb, images, dense):
-    out = bb.encode_images(images, dense=dense)
-    ref_patches, ref_cls = _reference(bb.model, images, dense)
+def test_dense_modes_match_float64_hand_computation(images, dense):
+    b = tiny(dense=dense)
+    out = b.encode_images(images)
+    ref_patches, ref_cls = _reference(b.model, images, dense)
     assert out["patches"].dtype == torch.float32
     torch.testing.assert_close(out["patches"].double(), ref_patches, atol=2e-5, rtol=0)
     torch.testing.assert_close(out["attn"].double(), ref_cls, atol=2e-5, rtol=0)
@@ -93,65 +102,203 @@ def test_shapes_and_normalisation(bb, images):
     assert out["attn"].min() == 0 and out["attn"].max() == 1
 
 
-def test_global_equals_open_clip_encode_image(bb, images):
-    out = bb.encode_images(images, dense="vanilla")
+def test_uint8_images_are_normalised_as_torchvision_does(bb):
+    from torchvision import transforms as T
+    img = Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype("uint8"))
+    u8 = bb.preprocess(img)
+    assert u8.dtype == torch.uint8 and u8.shape == (3, 32, 32)
+    ref = T.Compose([bb.geometry, T.ToTensor(), T.Normalize(bb.mean, bb.std)])(img)
+    assert torch.equal(bb.normalize(u8[None]), ref[None])
+
+
+def test_global_equals_open_clip_encode_image(images):
+    b = tiny(dense="vanilla")
+    out = b.encode_images(images)
     with torch.no_grad():
-        ref = bb.model.encode_image(images, normalize=True)
+        ref = b.model.encode_image(images, normalize=True)
     torch.testing.assert_close(out["global"], ref, atol=1e-6, rtol=0)
     # vanilla patches = open_clip's own output tokens, projected
-    bb.model.visual.output_tokens = True
+    b.model.visual.output_tokens = True
     try:
         with torch.no_grad():
-            _, tokens = bb.model.visual(images)
+            _, tokens = b.model.visual(images)
     finally:
-        bb.model.visual.output_tokens = False
-    torch.testing.assert_close(out["patches"], F.normalize(tokens @ bb.model.visual.proj, dim=-1), atol=1e-6, rtol=0)
+        b.model.visual.output_tokens = False
+    torch.testing.assert_close(out["patches"], F.normalize(tokens @ b.model.visual.proj, dim=-1), atol=1e-6, rtol=0)
 
 
-# ---------------------------------------------------------------- masking
+# ---------------------------------------------------------------- masking: M^H
 def test_top_share_mask_counts_and_ties():
     g = torch.Generator().manual_seed(0)
     a = torch.rand(5, 196, generator=g)
     for rho in (0.1, 0.25, 0.5, 0.9):
         keep = top_share_mask(a, rho)
         assert keep.sum(1).tolist() == [round(rho * 196)] * 5
-        # kept patches are exactly the largest ones
-        for i in range(5):
+        for i in range(5):  # kept patches are exactly the largest ones
             assert a[i][keep[i]].min() >= a[i][~keep[i]].max()
     ties = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0, 0.0]])
     assert top_share_mask(ties, 0.5).tolist() == [[True, True, True, False, False, False]]
     assert top_share_mask(torch.zeros(1, 4), 0.5).tolist() == [[True, True, False, False]]
     assert n_kept(0.01, 4) == 1 and n_kept(0.99, 4) == 3
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
-        top_share_mask(a, 0.0)
+        ClipConfig(rho=0.0)
 
 
-def test_masked_pixels_equal_mean_and_views_are_reencoded(bb):
-    rng = np.random.default_rng(0)
-    img = Image.fromarray((rng.random((40, 48, 3)) * 255).astype("uint8"))
-    x = bb.preprocess(img)[None]  # 1, 3, 32, 32
-    out = bb.encode_images(x)
-    keep = out["keep"]
-    assert int(keep.sum()) == n_kept(bb.config.rho, bb.n_patches) == 8
-    # build the masked image by hand, patch by patch
-    p, gw = bb.patch_size, bb.grid_size[1]
-    xh = x.clone()
-    for j in range(bb.n_patches):
-        if not keep[0, j]:
-            r, c = divmod(j, gw)
-            xh[0, :, r * p:(r + 1) * p, c * p:(c + 1) * p] = 0
-    torch.testing.assert_close(mask_patches(x, keep, p), xh, atol=0, rtol=0)
-    mean = torch.tensor(bb.mean).view(1, 3, 1, 1)
-    std = torch.tensor(bb.std).view(1, 3, 1, 1)
-    pixels = xh * std + mean  # back to [0, 1] pixel values
-    unkept = ~keep.reshape(1, 1, 4, 4).repeat_interleave(p, 2).repeat_interleave(p, 3).expand(1, 3, 32, 32)
-    torch.testing.assert_close(pixels[unkept], mean.expand(1, 3, 32, 32)[unkept])
+# ---------------------------------------------------------------- the pixel reading
+def _previous_pixel_implementation(b, x):
+    "The pixel reading as bacgcn computed it before the readings existed (mean fill), written out here as the reference."
+    v = b.model.visual
     with torch.no_grad():
-        g_h = bb.model.encode_image(xh, normalize=True)
-        g_hc = bb.model.encode_image(x - xh, normalize=True)  # the complement view
-    torch.testing.assert_close(out["g_h"], g_h, atol=1e-6, rtol=0)
-    torch.testing.assert_close(out["g_hc"], g_hc, atol=1e-6, rtol=0)
+        t = v.conv1(x)
+        t = t.reshape(t.shape[0], t.shape[1], -1).permute(0, 2, 1)
+        t = torch.cat([v.class_embedding.view(1, 1, -1).expand(t.shape[0], -1, -1).to(t.dtype), t], dim=1)
+        t = v.ln_pre(v.patch_dropout(t + v.positional_embedding.to(t.dtype)))
+        for blk in v.transformer.resblocks[:-1]:
+            t = blk(t)
+        last = v.transformer.resblocks[-1]
+        q, k, val = block_qkv(last, t)
+        attn = (q[:, :, :1] @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).float().softmax(-1)[:, :, 0, 1:].mean(1)
+        attn = (attn - attn.amin(1, keepdim=True)) / (attn.amax(1, keepdim=True) - attn.amin(1, keepdim=True)).clamp_min(1e-12)
+        keep = top_share_mask(attn, b.config.rho)
+        patches = v.ln_post(finish_block(last, t, val)[:, 1:]) @ v.proj
+        g = (v.ln_post(last(t))[:, 0]) @ v.proj
+        p, gh = b.patch_size, b.grid_size[0]
+        m = keep.reshape(-1, 1, gh, gh).float().repeat_interleave(p, 2).repeat_interleave(p, 3)
+        views = torch.cat([x * m, x * (1 - m)])
+        u = v.conv1(views)
+        u = u.reshape(u.shape[0], u.shape[1], -1).permute(0, 2, 1)
+        u = torch.cat([v.class_embedding.view(1, 1, -1).expand(u.shape[0], -1, -1).to(u.dtype), u], dim=1)
+        u = v.ln_pre(v.patch_dropout(u + v.positional_embedding.to(u.dtype)))
+        for blk in v.transformer.resblocks:
+            u = blk(u)
+        gv = (v.ln_post(u)[:, 0]) @ v.proj
+    n = lambda e: F.normalize(e.float(), dim=-1)
+    g_h, g_hc = n(gv).chunk(2)
+    return {"global": n(g), "patches": n(patches), "g_h": g_h, "g_hc": g_hc, "attn": attn, "keep": keep}
 
+
+def test_pixel_reading_is_the_previous_output_bit_for_bit(images):
+    b = tiny(masking="pixel", masking_fill="mean")
+    out, ref = b.encode_images(images), _previous_pixel_implementation(b, images)
+    for k in ref:
+        assert torch.equal(out[k], ref[k]), k
+
+
+@pytest.mark.parametrize("fill", ["mean", "black"])
+def test_pixel_views_are_the_masked_images_encoded_again(fill):
+    b = tiny(masking="pixel", masking_fill=fill)
+    img = Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype("uint8"))
+    x = b.normalize(b.preprocess(img)[None])  # 1, 3, 32, 32
+    out = b.encode_images(x)
+    keep = out["keep"]
+    assert int(keep.sum()) == n_kept(b.config.rho, b.n_patches) == 8
+    black = (0 - torch.tensor(b.mean).view(1, 3, 1, 1)) / torch.tensor(b.std).view(1, 3, 1, 1)
+    value = torch.zeros(1, 3, 1, 1) if fill == "mean" else black
+    p, gw = b.patch_size, b.grid_size[1]
+    views = [x.clone(), x.clone()]  # built by hand, patch by patch
+    for j in range(b.n_patches):
+        r, c = divmod(j, gw)
+        hidden = views[0] if not keep[0, j] else views[1]
+        hidden[0, :, r * p:(r + 1) * p, c * p:(c + 1) * p] = value[0]
+    torch.testing.assert_close(keep_patches(x, keep, p, 0.0 if fill == "mean" else black), views[0], atol=0, rtol=0)
+    pixels = views[0] * torch.tensor(b.std).view(1, 3, 1, 1) + torch.tensor(b.mean).view(1, 3, 1, 1)
+    hidden = ~keep.reshape(1, 1, 4, 4).repeat_interleave(p, 2).repeat_interleave(p, 3).expand(1, 3, 32, 32)
+    want = torch.tensor(b.mean if fill == "mean" else (0.0, 0.0, 0.0)).view(1, 3, 1, 1).expand(1, 3, 32, 32)
+    torch.testing.assert_close(pixels[hidden], want[hidden])  # the hidden patches are the mean colour, or black
+    with torch.no_grad():
+        want_h, want_hc = (b.model.encode_image(z, normalize=True) for z in views)
+    torch.testing.assert_close(out["g_h"], want_h, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["g_hc"], want_hc, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------- the attention reading
+def _blocks64(b):
+    return copy.deepcopy(b.model.visual).double().transformer.resblocks
+
+
+def test_attention_reading_float64_every_patch_kept_is_g(bb):
+    blocks = _blocks64(bb)
+    x = torch.randn(2, 17, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    every = torch.ones(2, 16, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(masked_cls(blocks[-1:], [x], every), blocks[-1](x)[:, 0], atol=1e-12, rtol=0)
+        ins = [x, blocks[-2](x)]  # the last two blocks: the shared pass' inputs
+        torch.testing.assert_close(masked_cls(blocks[-2:], ins, every), blocks[-1](ins[1])[:, 0], atol=1e-12, rtol=0)
+
+
+def test_attention_reading_float64_one_patch_kept_attends_to_it_alone(bb):
+    blk = _blocks64(bb)[-1]
+    x = torch.randn(1, 17, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    W, h = 64, blk.attn.num_heads
+    d = W // h
+    qkv = _ln(x, blk.ln_1) @ blk.attn.in_proj_weight.T + blk.attn.in_proj_bias  # by hand, float64
+    q, k, v = (qkv[0, :, i * W:(i + 1) * W].reshape(17, h, d).transpose(0, 1) for i in range(3))  # h, L, d
+    keys = [0, 1 + 5]  # [cls] and patch 5
+    w = torch.softmax(q[:, :1] @ k[:, keys].transpose(-1, -2) / math.sqrt(d), -1)  # h, 1, 2: two logits
+    o = (w @ v[:, keys]).transpose(0, 1).reshape(1, W)
+    y = x[0, :1] + o @ blk.attn.out_proj.weight.T + blk.attn.out_proj.bias
+    z = y + _gelu(_ln(y, blk.ln_2) @ blk.mlp.c_fc.weight.T + blk.mlp.c_fc.bias) @ blk.mlp.c_proj.weight.T + blk.mlp.c_proj.bias
+    allowed = torch.zeros(1, 16, dtype=torch.bool)
+    allowed[0, 5] = True
+    with torch.no_grad():
+        torch.testing.assert_close(masked_cls([blk], [x], allowed), z, atol=1e-12, rtol=0)
+
+
+def test_attention_reading_shares_g_attn_patches(bb, images):
+    pixel, att = bb.encode_images(images), tiny(masking="attention").encode_images(images)
+    for k in ("global", "patches", "attn"):
+        torch.testing.assert_close(att[k], pixel[k], atol=2e-6, rtol=0)
+    assert torch.equal(att["keep"], pixel["keep"])
+    assert not torch.allclose(att["g_h"], att["g_hc"])
+    two = tiny(masking="attention", masking_blocks=2).encode_images(images)
+    torch.testing.assert_close(two["global"], pixel["global"], atol=2e-6, rtol=0)
+    assert not torch.allclose(two["g_h"], att["g_h"], atol=1e-4)
+
+
+def test_token_drop_encodes_the_visible_tokens_only(images):
+    b = tiny(masking="token_drop")
+    out = b.encode_images(images)
+    v = copy.deepcopy(b.model.visual).double()
+    x = images.double()
+    with torch.no_grad():
+        tok = v.conv1(x).flatten(2).transpose(1, 2) + v.positional_embedding[1:]  # B, N, W
+        for key, m in (("g_h", out["keep"]), ("g_hc", ~out["keep"])):
+            rows = []
+            for i in range(len(x)):  # one image at a time, with open_clip's own transformer
+                t = torch.cat([(v.class_embedding + v.positional_embedding[0])[None], tok[i][m[i]]])[None]
+                rows.append(v.ln_post(v.transformer(v.ln_pre(t))[:, 0]) @ v.proj)
+            torch.testing.assert_close(out[key].double(), F.normalize(torch.cat(rows), dim=-1), atol=2e-6, rtol=0)
+
+
+def test_readings_are_part_of_the_identity():
+    ids = {r: tiny(**kw).identity["masking"] for r, kw in
+           {"p": {}, "pm": {"masking_fill": "mean"}, "a": {"masking": "attention"}, "a2": {"masking": "attention", "masking_blocks": 2},
+            "t": {"masking": "token_drop"}}.items()}
+    assert ids == {"p": "pixel/black", "pm": "pixel/mean", "a": "attention/1", "a2": "attention/2", "t": "token_drop"}
+    with pytest.raises(ValueError, match="only 2 blocks"):
+        tiny(masking="attention", masking_blocks=2 + 5).encode_images(torch.zeros(1, 3, 32, 32))
+
+
+# ---------------------------------------------------------------- precision
+def test_precision_is_feature_detected(monkeypatch):
+    import bacgcn.clip as clip
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(clip, "cpu_has_bf16", lambda: False)
+    assert compute_precision("auto", cpu) == "fp32" and compute_precision("auto", cuda) == "fp16"
+    monkeypatch.setattr(clip, "cpu_has_bf16", lambda: True)
+    assert compute_precision("auto", cpu) == "bf16"
+    with pytest.raises(ValueError, match="CPU option"):
+        compute_precision("int8", cuda)
+
+
+def test_int8_is_close_to_fp32_and_has_its_own_identity(bb, images):
+    q = tiny(precision="int8")
+    assert q.identity["int8"] and not bb.identity["int8"] and q.precision == "int8"
+    a, b = bb.encode_images(images), q.encode_images(images)
+    for k in ("global", "g_h", "g_hc"):
+        cos = (a[k] * b[k]).sum(-1)
+        assert cos.min() > 0.98 and not torch.equal(a[k], b[k]), (k, cos)
+    assert "quantized.dynamic" in type(q.model.visual.transformer.resblocks[0].mlp.c_fc).__module__
 
 # ---------------------------------------------------------------- resolution
 def test_pos_embed_interpolation_identity_and_open_clip_reference(bb):
@@ -171,13 +318,26 @@ def test_pos_embed_interpolation_identity_and_open_clip_reference(bb):
         set_image_size(v, 60)
 
 
-def test_vit_b16_at_448():
-    bb448 = load_clip("ViT-B-16", "random", image_size=448)
-    assert (bb448.n_patches, bb448.embed_dim) == (784, 512)
-    assert bb448.model.visual.positional_embedding.shape == (785, 768)
-    assert bb448.preprocess.transforms[0].size == 448 and bb448.preprocess.transforms[0].mode == "squash"
-    assert isinstance(bb448.model.visual.transformer.resblocks[0].mlp.gelu, torch.nn.GELU)  # random: no QuickGELU
 
+@pytest.mark.slow
+def test_vit_b16_at_448_forward_matches_open_clip_resized():
+    "ViT-B/16 at 448: 28x28 patches, and g equals open_clip's own model built at 448 from the same weights."
+    torch.manual_seed(0)
+    bb448 = load_clip("ViT-B-16", "random", image_size=448, masking="attention", device="cpu")
+    assert (bb448.n_patches, bb448.embed_dim, bb448.grid_size) == (784, 512, (28, 28))
+    assert bb448.model.visual.positional_embedding.shape == (785, 768)
+    torch.manual_seed(0)
+    native = open_clip.create_model("ViT-B-16", pretrained=None)
+    ref = open_clip.create_model("ViT-B-16", pretrained=None, force_image_size=448).eval()
+    sd = native.state_dict()
+    open_clip.model.resize_pos_embed(sd, ref)  # open_clip's loader-time resize
+    ref.load_state_dict(sd)
+    x = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(1))
+    out = bb448.encode_images(x)
+    assert out["patches"].shape == (1, 784, 512) and int(out["keep"].sum()) == 392
+    with torch.no_grad():
+        want = ref.encode_image(x, normalize=True)
+    torch.testing.assert_close(out["global"], want, atol=1e-4, rtol=0)
 
 # ---------------------------------------------------------------- weights files
 def _save(model, path, kind):
@@ -251,7 +411,8 @@ def test_random_fingerprint_tracks_weights():
     assert a.weights_sha256 == b.weights_sha256 != c.weights_sha256
     assert a.weights_source == "random"
     assert a.identity == dict(model_name="custom", architecture=a.architecture, weights_sha256=a.weights_sha256,
-                              activation="gelu", image_size=32, geometry="squash", dense="maskclip", rho=0.5)
+                              activation="gelu", image_size=32, geometry="squash", dense="maskclip", rho=0.5,
+                              masking="pixel/black", int8=False)
     assert a.architecture == c.architecture  # same shapes, other weights
 
 
@@ -297,6 +458,18 @@ def test_tag_found_in_hf_cache_layout(tmp_path):
     assert find_pretrained("ViT-B-16", "openai", cache_dir=str(tmp_path)) == snap / "open_clip_model.safetensors"
 
 
+
+
+def test_unknown_activation_of_a_vit_b16_state_dict_is_refused(tmp_path):
+    "ViT-B/16 weights exist with QuickGELU (OpenAI) and GELU: a state-dict file of unknown origin needs quick_gelu."
+    f = tmp_path / "converted-vit-b-16.safetensors"
+    f.write_bytes(b"the activation is decided before the weights are read")
+    with pytest.raises(ValueError, match="quick_gelu=True for OpenAI's weights") as e:
+        load_clip("ViT-B-16", str(f))
+    assert "\n" not in str(e.value)  # one line
+    with pytest.raises(ValueError, match="not a readable checkpoint"):  # with quick_gelu set, it goes on to read them
+        load_clip("ViT-B-16", str(f), quick_gelu=True)
+
 # ---------------------------------------------------------------- text
 def test_encode_categories_is_prompt_ensemble(bb):
     voc = Vocab("toy", ["boat", "dining table"], ["water"], {"dining table": ["dining table", "table"]},
@@ -310,12 +483,27 @@ def test_encode_categories_is_prompt_ensemble(bb):
             torch.testing.assert_close(w[i].double(), F.normalize(e.mean(0), dim=0), atol=1e-6, rtol=0)
 
 
+
 def test_config_validation():
     with pytest.raises(ValueError, match="choose one of"):
         ClipConfig(precision="fp8")
     with pytest.raises(ValueError, match="unknown ClipConfig fields"):
         load_clip({"model_config": tiny_clip_config(), "rhoo": 0.3})
-    bb = load_clip({"model_config": tiny_clip_config(), "rho": 0.25, "dense": "sclip"})
-    assert isinstance(bb, ClipBackbone) and bb.config.rho == 0.25 and bb.config.dense == "sclip"
+    b = load_clip({"model_config": tiny_clip_config(), "rho": 0.25, "dense": "sclip"})
+    assert isinstance(b, ClipBackbone) and b.config.rho == 0.25 and b.config.dense == "sclip"
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
-        bb.encode_images(torch.zeros(1, 1, 32, 32))
+        b.encode_images(torch.zeros(1, 1, 32, 32))
+
+
+def test_hub_names_are_read_offline_only(tmp_path):
+    dialled = []
+    real = socket.socket.connect
+    socket.socket.connect = lambda self, addr: dialled.append(addr) or real(self, addr)
+    try:
+        with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
+            load_clip("hf-hub:some-org/some-clip", cache_dir=str(tmp_path))
+        with pytest.raises(FileNotFoundError):
+            load_clip(f"local-dir:{tmp_path}")
+    finally:
+        socket.socket.connect = real
+    assert dialled == []
