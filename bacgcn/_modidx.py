@@ -819,6 +819,7 @@ d = { 'settings': { 'branch': 'main',
                               'bacgcn.vocab.Vocab.save': ('vocab.html#vocab.save', 'bacgcn/vocab.py'),
                               'bacgcn.vocab.Vocab.to_dict': ('vocab.html#vocab.to_dict', 'bacgcn/vocab.py'),
                               'bacgcn.vocab.Vocab.without_backgrounds': ('vocab.html#vocab.without_backgrounds', 'bacgcn/vocab.py'),
+                              'bacgcn.vocab._strings': ('vocab.html#_strings', 'bacgcn/vocab.py'),
                               'bacgcn.vocab._vocab_from_dict': ('vocab.html#_vocab_from_dict', 'bacgcn/vocab.py'),
                               'bacgcn.vocab.list_vocabs': ('vocab.html#list_vocabs', 'bacgcn/vocab.py'),
                               'bacgcn.vocab.load_vocab': ('vocab.html#load_vocab', 'bacgcn/vocab.py')}}}
