@@ -23,8 +23,7 @@ __all__ = ['as_config', 'deep_merge', 'read_config_file', 'resolve_device', 'cpu
 def as_config(cls, config=None, **overrides):
     """An instance of the dataclass `cls` from `None` (the defaults), an instance or a mapping of its fields,
     with `overrides` (field=value) applied on top. Unknown field names are a ValueError that lists the known ones."""
-    if config is None:
-        config = {}
+    config = {} if config is None else config
     if isinstance(config, cls):
         if not overrides:
             return config
@@ -33,8 +32,7 @@ def as_config(cls, config=None, **overrides):
         raise TypeError(f"{cls.__name__}: expected a {cls.__name__}, a dict or None, got {type(config).__name__}")
     d = {**config, **overrides}
     known = [f.name for f in fields(cls)]
-    unknown = sorted(set(d) - set(known))
-    if unknown:
+    if unknown := sorted(set(d) - set(known)):
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {known}")
     return cls(**d)
 
@@ -43,10 +41,7 @@ def deep_merge(base: dict, override: dict | None) -> dict:
     "A new dict: `base` with `override` merged in recursively (override wins; nested dicts merged, not replaced)."
     out = dict(base)
     for k, v in (override or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 # %% ../nbs/01_config.ipynb #432ef3b6
@@ -59,7 +54,6 @@ def read_config_file(path) -> dict:
         text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
             import yaml
-
             d = yaml.safe_load(text)
         else:
             d = json.loads(text)

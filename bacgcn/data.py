@@ -12,7 +12,7 @@ import io
 import json
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,9 @@ from pycocotools.coco import COCO
 from .vocab import load_vocab
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'DIFFICULT_MODES', 'IMAGE_EXTS', 'DATASETS', 'DataFormatError', 'MultiLabelDataset', 'voc_root',
-           'read_voc', 'read_coco', 'read_nuswide', 'read_label_list', 'read_image_folder', 'load_dataset', 'Problem',
-           'check_layout', 'plot_class_counts']
+__all__ = ['VOC_CLASSES', 'DIFFICULT_MODES', 'IMAGE_EXTS', 'DATASETS', 'DataFormatError', 'MultiLabelDataset', 'as_items',
+           'voc_root', 'read_voc', 'read_coco', 'read_nuswide', 'read_label_list', 'read_image_folder', 'load_dataset',
+           'Problem', 'check_layout', 'plot_class_counts']
 
 # %% ../nbs/03_data.ipynb #fbadd7c0
 class DataFormatError(ValueError):
@@ -37,13 +37,10 @@ class DataFormatError(ValueError):
         return type(self), (self.path, self.what)  # picklable across DataLoader workers
 
 
-def _first_duplicate(ids: list[str]) -> str | None:
+def _duplicates(ids) -> list[str]:
+    "Every repeated occurrence of an id, in order."
     seen = set()
-    for i in ids:
-        if i in seen:
-            return i
-        seen.add(i)
-    return None
+    return [i for i in ids if i in seen or seen.add(i)]  # set.add returns None: first occurrences are left out
 
 
 def _class_names(class_names) -> list[str]:
@@ -51,10 +48,19 @@ def _class_names(class_names) -> list[str]:
     if isinstance(class_names, (str, Path)):
         class_names = load_vocab(class_names)
     names = [str(c) for c in getattr(class_names, "classes", class_names)]
-    dup = _first_duplicate(names)
-    if dup is not None:
-        raise ValueError(f"class name {dup!r} is given twice")
+    if dup := _duplicates(names):
+        raise ValueError(f"class name {dup[0]!r} is given twice")
     return names
+
+
+def _lines(path: Path, what: str) -> list[str]:
+    "Stripped lines of a text file, trailing blank lines dropped; FileNotFoundError naming the expected path."
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: expected {path}")
+    try:
+        return [l.strip() for l in path.read_text(encoding="utf-8").rstrip().splitlines()]
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, f"not UTF-8 text ({e})") from None
 
 # %% ../nbs/03_data.ipynb #ff6677b9
 @dataclass(eq=False, repr=False)
@@ -66,131 +72,100 @@ class MultiLabelDataset:
     image_paths: list[Path | None]
     labels: np.ndarray | None = None  # N, C int8; None for an unlabelled set
     class_names: list[str] = field(default_factory=list)
-    root: Path | None = None
     split: str | None = None
 
     def __post_init__(self):
         self.image_ids = [str(i) for i in self.image_ids]
         self.image_paths = [None if p is None else Path(p) for p in self.image_paths]
         self.class_names = list(self.class_names)
-        n, c = len(self.image_ids), len(self.class_names)
+        n, c, what = len(self.image_ids), len(self.class_names), f"dataset {self.name!r}"
         if len(self.image_paths) != n:
-            raise ValueError(f"dataset {self.name!r}: {n} image ids but {len(self.image_paths)} image paths")
-        dup = _first_duplicate(self.image_ids)
-        if dup is not None:
-            raise ValueError(f"dataset {self.name!r}: image id {dup!r} appears twice")
-        if self.labels is not None:
-            y = np.asarray(self.labels)
-            if y.shape != (n, c):
-                raise ValueError(
-                    f"dataset {self.name!r}: labels have shape {y.shape}, expected ({n}, {c}) = (images, classes)"
-                )
-            if y.size and not np.isin(y, (-1, 0, 1)).all():
-                raise ValueError(f"dataset {self.name!r}: labels must be 1 (positive), 0 (negative) or -1 (ignored)")
-            self.labels = y.astype(np.int8)
+            raise ValueError(f"{what}: {n} image ids but {len(self.image_paths)} image paths")
+        if dup := _duplicates(self.image_ids):
+            raise ValueError(f"{what}: image id {dup[0]!r} appears twice")
+        if self.labels is None:
+            return
+        y = np.asarray(self.labels)
+        if y.shape != (n, c):
+            raise ValueError(f"{what}: labels have shape {y.shape}, expected ({n}, {c}) = (images, classes)")
+        if y.size and not np.isin(y, (-1, 0, 1)).all():
+            raise ValueError(f"{what}: labels must be 1 (positive), 0 (negative) or -1 (ignored)")
+        self.labels = y.astype(np.int8)
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    def __repr__(self) -> str:
+        lab = "unlabelled" if self.labels is None else f"{self.n_classes} classes"
+        return f"MultiLabelDataset({self.name!r}, split={self.split!r}, {len(self)} images, {lab})"
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def is_labelled(self) -> bool:
-        return self.labels is not None
-
-    def __repr__(self) -> str:
-        lab = f"{self.n_classes} classes" if self.is_labelled else "unlabelled"
-        return f"MultiLabelDataset({self.name!r}, split={self.split!r}, {len(self)} images, {lab}, root={self.root})"
-
     def items(self) -> list[tuple[str, Path | None]]:
-        "(image id, image path) pairs, the input of `bacgcn.features.extract_features`."
+        "(image id, image path) pairs."
         return list(zip(self.image_ids, self.image_paths))
 
     def subset(self, indices) -> MultiLabelDataset:
         "The images at `indices` (integer positions or a boolean mask of length N), in that order."
         idx = np.asarray(indices)
-        if idx.dtype == bool:
-            if idx.shape != (len(self),):
-                raise ValueError(f"boolean mask of shape {idx.shape} for {len(self)} images")
-            idx = np.flatnonzero(idx)
-        elif idx.size == 0:
-            idx = np.zeros(0, dtype=np.int64)
-        elif not np.issubdtype(idx.dtype, np.integer):
+        if idx.dtype == bool and idx.shape != (len(self),):
+            raise ValueError(f"boolean mask of shape {idx.shape} for {len(self)} images")
+        if idx.dtype != bool and idx.size and not np.issubdtype(idx.dtype, np.integer):
             raise TypeError(f"indices must be integers or a boolean mask, got {idx.dtype}")
-        idx = idx.reshape(-1)
-        return MultiLabelDataset(
-            self.name,
-            [self.image_ids[i] for i in idx],
-            [self.image_paths[i] for i in idx],
-            None if self.labels is None else self.labels[idx],
-            self.class_names,
-            self.root,
-            self.split,
-        )
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx.reshape(-1).astype(np.int64)
+        ids, paths = [self.image_ids[i] for i in idx], [self.image_paths[i] for i in idx]
+        return replace(self, image_ids=ids, image_paths=paths, labels=None if self.labels is None else self.labels[idx])
 
     def select(self, image_ids) -> MultiLabelDataset:
         "The images with ids `image_ids`, in that order; KeyError naming the ids that are not in the set."
         pos = {i: k for k, i in enumerate(self.image_ids)}
-        missing = [i for i in image_ids if i not in pos]
-        if missing:
+        if missing := [i for i in image_ids if i not in pos]:
             raise KeyError(f"{len(missing)} image ids are not in dataset {self.name!r}, e.g. {missing[:5]}")
         return self.subset([pos[i] for i in image_ids])
 
     def positives_per_class(self) -> np.ndarray:
         "Number of images in which each class is positive, shape (C,)."
-        self._need_labels("positives per class")
-        return (self.labels == 1).sum(0).astype(np.int64)
+        return (self._labels("positives per class") == 1).sum(0).astype(np.int64)
 
     def to_label_list(self, path: str | Path) -> Path:
         "Write `<image id> <class index> ...` lines, positives only (-1 entries are lost), and return `path`."
-        self._need_labels("labels to write")
-        lines = (" ".join([i, *map(str, np.flatnonzero(row == 1))]) for i, row in zip(self.image_ids, self.labels))
-        Path(path).write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+        y = self._labels("labels to write")
+        lines = [" ".join([i, *map(str, np.flatnonzero(row == 1))]) + "\n" for i, row in zip(self.image_ids, y)]
+        Path(path).write_text("".join(lines), encoding="utf-8")
         return Path(path)
 
-    def _need_labels(self, what: str):
+    def _labels(self, what: str) -> np.ndarray:
         if self.labels is None:
             raise ValueError(f"dataset {self.name!r} is unlabelled: it has no {what}")
+        return self.labels
 
 # %% ../nbs/03_data.ipynb #43bc5a4a
-VOC_CLASSES = [
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
-DIFFICULT_MODES = ("positive", "ignore", "negative")
+def as_items(items) -> list[tuple[str, str | None]]:
+    "(image id, absolute path or None) pairs of a `MultiLabelDataset` or of (id, path) pairs; ids unique, at least one."
+    if hasattr(items, "image_ids") and hasattr(items, "image_paths"):
+        items = zip(items.image_ids, items.image_paths)
+    items = [(str(i), None if p is None else str(Path(p).expanduser().absolute())) for i, p in items]
+    if not items:
+        raise ValueError("no images: the dataset or the list of (image id, path) pairs is empty")
+    if dup := _duplicates([i for i, _ in items]):
+        raise ValueError(f"duplicate image ids {dup[:5]}{' ...' if len(dup) > 5 else ''}: every image needs its own id")
+    return items
+
+# %% ../nbs/03_data.ipynb #836a9b57
+VOC_CLASSES = ("aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person"
+               " pottedplant sheep sofa train tvmonitor").split()
+DIFFICULT_MODES = ("ignore", "positive", "negative")  # the VOC devkit's (and every protocol's), TagCLIP's, PIAA's
 
 
 def voc_root(root: str | Path, year: str | int | None = None) -> Path:
     "The VOC year folder: `root` itself if it holds Annotations/ or ImageSets/, else `root[/VOCdevkit]/VOC<year>`."
-    root = Path(root).expanduser()
+    root, year = Path(root).expanduser(), None if year is None else str(year)
     if (root / "Annotations").is_dir() or (root / "ImageSets").is_dir():
         return root
     for base in (root / "VOCdevkit", root):
-        if not base.is_dir():
-            continue
-        found = sorted(p for p in base.glob("VOC20[0-9][0-9]") if p.is_dir())
-        if year is not None:
-            found = [p for p in found if p.name == f"VOC{year}"]
+        found = sorted(p for p in base.glob("VOC20[0-9][0-9]") if p.is_dir() and year in (None, p.name[3:]))
         if len(found) > 1:
             raise ValueError(f"{base} holds several VOC folders {[p.name for p in found]}: pass year=")
         if found:
@@ -200,57 +175,39 @@ def voc_root(root: str | Path, year: str | int | None = None) -> Path:
 
 def _read_ids(path: Path, what: str) -> list[str]:
     "First token of each non-blank line of a split file."
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: expected {path}")
-    ids = [l.split()[0] for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-    dup = _first_duplicate(ids)
-    if dup is not None:
-        raise DataFormatError(path, f"image id {dup!r} is listed twice")
+    ids = [l.split()[0] for l in _lines(path, what) if l]
+    if dup := _duplicates(ids):
+        raise DataFormatError(path, f"image id {dup[0]!r} is listed twice")
     return ids
 
-# %% ../nbs/03_data.ipynb #836a9b57
-def _voc_objects(xml_path: Path) -> list[tuple[str, bool]]:
-    "(class name, difficult) of every <object> in one VOC annotation file."
+
+def _voc_row(xml_path: Path, index: dict[str, int], difficult: str) -> np.ndarray:
+    "Label row (C,) of one annotation file: 1 for a class with an easy object, difficult-only classes per `difficult`."
     if not xml_path.is_file():
         raise FileNotFoundError(f"annotation file not found: expected {xml_path}")
     try:
-        root = ET.parse(xml_path).getroot()
+        objects = ET.parse(xml_path).getroot().findall("object")
     except ET.ParseError as e:
         raise DataFormatError(xml_path, f"malformed XML ({e})") from None
-    objects = []
-    for obj in root.findall("object"):
+    row = np.zeros(len(index), np.int8)
+    for obj in objects:
         name = (obj.findtext("name") or "").strip()
+        diff = (obj.findtext("difficult") or "0").strip()  # absent in some VOC2012 files: not difficult
         if not name:
             raise DataFormatError(xml_path, "an <object> has no <name>")
-        diff = (obj.findtext("difficult") or "0").strip()  # absent in some VOC2012 files: not difficult
         if diff not in ("0", "1"):
             raise DataFormatError(xml_path, f"<difficult> of a {name!r} object is {diff!r}, expected 0 or 1")
-        objects.append((name, diff == "1"))
-    return objects
-
-
-def _voc_row(objects, index: dict[str, int], difficult: str, xml_path: Path) -> np.ndarray:
-    "Label row (C,) of one image: 1 for any easy object, difficult-only classes per `difficult`."
-    row = np.zeros(len(index), np.int8)
-    for name, is_difficult in objects:
-        c = index.get(name)
-        if c is None:
+        if name not in index:
             raise DataFormatError(xml_path, f"unknown class name {name!r} (not one of the {len(index)} class names)")
-        if not is_difficult or difficult == "positive":
-            row[c] = 1
-        elif difficult == "ignore" and row[c] == 0:
-            row[c] = -1
+        if diff == "0" or difficult == "positive":
+            row[index[name]] = 1
+        elif difficult == "ignore" and row[index[name]] == 0:
+            row[index[name]] = -1
     return row
 
-# %% ../nbs/03_data.ipynb #028fa4be
-def read_voc(
-    root: str | Path,
-    split: str = "trainval",
-    difficult: str = "positive",
-    class_names=VOC_CLASSES,
-    image_set: str = "Main",
-    year: str | int | None = None,
-) -> MultiLabelDataset:
+
+def read_voc(root: str | Path, split: str = "trainval", difficult: str = "ignore", class_names=VOC_CLASSES,
+             image_set: str = "Main", year: str | int | None = None) -> MultiLabelDataset:
     "PASCAL VOC split `split` of `ImageSets/<image_set>`, labels from `Annotations/<id>.xml`."
     if difficult not in DIFFICULT_MODES:
         raise ValueError(f"difficult={difficult!r}: expected one of {DIFFICULT_MODES}")
@@ -260,20 +217,25 @@ def read_voc(
     ids = _read_ids(voc / "ImageSets" / image_set / f"{split}.txt", f"VOC split file '{split}'")
     names = _class_names(class_names)
     index = {n: c for c, n in enumerate(names)}
-    labels = np.zeros((len(ids), len(names)), np.int8)  # N, C
-    for i, image_id in enumerate(ids):
-        xml_path = voc / "Annotations" / f"{image_id}.xml"
-        labels[i] = _voc_row(_voc_objects(xml_path), index, difficult, xml_path)
+    labels = np.array([_voc_row(voc / "Annotations" / f"{i}.xml", index, difficult) for i in ids], np.int8)
     name = f"voc{year}" if year is not None else (voc.name.lower() if voc.name.startswith("VOC") else "voc")
-    return MultiLabelDataset(name, ids, [voc / "JPEGImages" / f"{i}.jpg" for i in ids], labels, names, voc, split)
+    paths = [voc / "JPEGImages" / f"{i}.jpg" for i in ids]
+    return MultiLabelDataset(name, ids, paths, labels.reshape(len(ids), len(names)), names, split)
 
-# %% ../nbs/03_data.ipynb #d8b59b6c
-def _coco_labels(ann_path: Path, d: dict) -> tuple[list[str], list[str], np.ndarray]:
-    "File names of the images sorted by id, class names sorted by category id, (N, C) labels of a COCO instances dict."
+# %% ../nbs/03_data.ipynb #d889c765
+def read_coco(root: str | Path, split: str = "train2014", labelled_only: bool = True,
+              image_dir: str | Path | None = None) -> MultiLabelDataset:
+    "COCO `annotations/instances_<split>.json`; images in `root/<image_dir or split>/<file_name>`."
+    root = Path(root).expanduser()
+    ann_path = root / "annotations" / f"instances_{split}.json"
+    if not ann_path.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: expected {ann_path}")
+    try:
+        d = json.loads(ann_path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataFormatError(ann_path, f"not valid JSON ({e})") from None
     if not isinstance(d, dict) or any(not isinstance(d.get(k), list) for k in ("images", "annotations", "categories")):
-        raise DataFormatError(
-            ann_path, "not a COCO instances file: expected lists 'images', 'annotations' and 'categories'"
-        )
+        raise DataFormatError(ann_path, "not a COCO instances file: no 'images', 'annotations', 'categories' lists")
     api = COCO()  # pycocotools' index of the file, built without its progress prints
     api.dataset = d
     try:
@@ -288,50 +250,17 @@ def _coco_labels(ann_path: Path, d: dict) -> tuple[list[str], list[str], np.ndar
     cat_index, img_index = {c: k for k, c in enumerate(cat_ids)}, {i: k for k, i in enumerate(img_ids)}
     labels = np.zeros((len(img_ids), len(cat_ids)), np.int8)  # N, C
     for image_id, cat_id in pairs:  # crowd annotations included: a crowd of people is people
-        i, c = img_index.get(image_id), cat_index.get(cat_id)
-        if i is None:
+        if image_id not in img_index:
             raise DataFormatError(ann_path, f"an annotation refers to image id {image_id}, absent from 'images'")
-        if c is None:
+        if cat_id not in cat_index:
             raise DataFormatError(ann_path, f"an annotation refers to category id {cat_id}, absent from 'categories'")
-        labels[i, c] = 1
-    return files, names, labels
-
-
-def read_coco(
-    root: str | Path, split: str = "train2014", keep_empty: bool = False, image_dir: str | Path | None = None
-) -> MultiLabelDataset:
-    "COCO `annotations/instances_<split>.json`; images in `root/<image_dir or split>/<file_name>`."
-    root = Path(root).expanduser()
-    ann_path = root / "annotations" / f"instances_{split}.json"
-    if not ann_path.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: expected {ann_path}")
-    try:
-        d = json.loads(ann_path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataFormatError(ann_path, f"not valid JSON ({e})") from None
-    files, names, labels = _coco_labels(ann_path, d)
-    keep = np.ones(len(files), bool) if keep_empty else labels.any(1)
-    files = [f for f, k in zip(files, keep) if k]
+        labels[img_index[image_id], cat_index[cat_id]] = 1
     folder = root / (split if image_dir is None else image_dir)
     name = "coco" + "".join(ch for ch in split if ch.isdigit())
-    return MultiLabelDataset(
-        name, [Path(f).stem for f in files], [folder / f for f in files], labels[keep], names, root, split
-    )
+    ds = MultiLabelDataset(name, [Path(f).stem for f in files], [folder / f for f in files], labels, names, split)
+    return ds.subset(labels.any(1)) if labelled_only else ds
 
-# %% ../nbs/03_data.ipynb #406dfb2c
-def _lines(path: Path, what: str) -> list[str]:
-    "Stripped lines of a text file, trailing blank lines dropped; FileNotFoundError naming the expected path."
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: expected {path}")
-    try:
-        lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, f"not UTF-8 text ({e})") from None
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
-
-
+# %% ../nbs/03_data.ipynb #cec88bb9
 def _nus_split(split: str) -> str:
     if str(split).lower() not in ("train", "test"):
         raise ValueError(f"NUS-WIDE split {split!r}: expected 'Train' or 'Test'")
@@ -343,14 +272,14 @@ def _nus_column(path: Path, n: int, list_path: Path) -> np.ndarray:
     lines = _lines(path, "NUS-WIDE label file")
     if len(lines) != n:
         raise DataFormatError(path, f"{len(lines)} lines, but {list_path} lists {n} images")
-    bad = next((k for k, v in enumerate(lines) if v not in ("0", "1")), None)
-    if bad is not None:
-        raise DataFormatError(path, f"line {bad + 1}: expected 0 or 1, got {lines[bad]!r}")
-    return np.fromiter((v == "1" for v in lines), dtype=np.int8, count=n)
+    if bad := [k for k, v in enumerate(lines) if v not in ("0", "1")]:
+        raise DataFormatError(path, f"line {bad[0] + 1}: expected 0 or 1, got {lines[bad[0]]!r}")
+    return np.array(lines, dtype=str) == "1"
 
-# %% ../nbs/03_data.ipynb #06508026
-def read_nuswide(root: str | Path, split: str = "Train", image_dir: str | Path = "Flickr") -> MultiLabelDataset:
-    "NUS-WIDE image list, 81 per-concept label files and `Concepts81.txt` of the original release."
+
+def read_nuswide(root: str | Path, split: str = "Train", image_dir: str | Path = "Flickr",
+                 labelled_only: bool = False) -> MultiLabelDataset:
+    "NUS-WIDE image list, 81 per-concept label files and `Concepts81.txt`; `labelled_only`: images with a concept."
     root, split = Path(root).expanduser(), _nus_split(split)
     concepts = [c for c in _lines(root / "Concepts81.txt", "NUS-WIDE concept list") if c]
     list_path = root / "ImageList" / f"{split}Imagelist.txt"
@@ -358,52 +287,43 @@ def read_nuswide(root: str | Path, split: str = "Train", image_dir: str | Path =
     if "" in rel:
         raise DataFormatError(list_path, f"line {rel.index('') + 1} is blank")
     gt = root / "Groundtruth" / "TrainTestLabels"
-    labels = np.zeros((len(rel), len(concepts)), np.int8)  # N, C
-    for c, concept in enumerate(concepts):
-        labels[:, c] = _nus_column(gt / f"Labels_{concept}_{split}.txt", len(rel), list_path)
-    ids = [str(Path(r).with_suffix("").as_posix()) for r in rel]
-    folder = root / image_dir
-    return MultiLabelDataset("nuswide", ids, [folder / r for r in rel], labels, concepts, root, split)
+    cols = [_nus_column(gt / f"Labels_{c}_{split}.txt", len(rel), list_path) for c in concepts]
+    labels = np.array(cols, np.int8).reshape(len(concepts), len(rel)).T  # N, C
+    ids = [Path(r).with_suffix("").as_posix() for r in rel]
+    ds = MultiLabelDataset("nuswide", ids, [root / image_dir / r for r in rel], labels, concepts, split)
+    return ds.subset(labels.any(1)) if labelled_only else ds
 
 # %% ../nbs/03_data.ipynb #7e66c602
-def read_label_list(
-    path: str | Path, class_names, image_root: str | Path | None = None, ext: str = ".jpg", name: str | None = None
-) -> MultiLabelDataset:
+def read_label_list(path: str | Path, class_names, image_root: str | Path | None = None, ext: str = ".jpg",
+                    name: str | None = None) -> MultiLabelDataset:
     "`<image id> <class index> ...` lines; image paths `image_root/<id><ext>` when `image_root` is given."
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"label list not found: expected {path}")
-    names = _class_names(class_names)
-    n_cls, ids, rows, line_of = len(names), [], [], {}
-    for ln, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    lines, names = _lines(path, "label list"), _class_names(class_names)
+    C, rows, line_of = len(names), [], {}
+    for ln, line in enumerate(lines, 1):
         tok = line.split()
-        if not tok:
-            continue
-        if tok[0] in line_of:
+        if tok and tok[0] in line_of:
             raise DataFormatError(path, f"line {ln}: image id {tok[0]!r} already listed on line {line_of[tok[0]]}")
         try:
             idx = [int(t) for t in tok[1:]]
         except ValueError:
-            raise DataFormatError(path, f"line {ln}: class indices must be integers, got {line.strip()!r}") from None
-        bad = next((k for k in idx if not 0 <= k < n_cls), None)
-        if bad is not None:
-            raise DataFormatError(path, f"line {ln}: class index {bad} out of range 0..{n_cls - 1} ({n_cls} classes)")
-        line_of[tok[0]] = ln
-        ids.append(tok[0])
-        rows.append(idx)
-    labels = np.zeros((len(ids), n_cls), np.int8)  # N, C
-    for i, idx in enumerate(rows):
-        labels[i, idx] = 1
+            raise DataFormatError(path, f"line {ln}: class indices must be integers, got {line!r}") from None
+        if bad := [k for k in idx if not 0 <= k < C]:
+            raise DataFormatError(path, f"line {ln}: class index {bad[0]} out of range 0..{C - 1} ({C} classes)")
+        if tok:
+            line_of[tok[0]] = ln
+            rows.append(np.isin(np.arange(C), idx))
+    ids = list(line_of)
     paths = [None] * len(ids) if image_root is None else [Path(image_root).expanduser() / f"{i}{ext}" for i in ids]
-    return MultiLabelDataset(name or path.stem, ids, paths, labels, names, path.parent, None)
+    labels = np.array(rows, np.int8).reshape(len(ids), C)  # N, C
+    return MultiLabelDataset(name or path.stem, ids, paths, labels, names)
 
 # %% ../nbs/03_data.ipynb #f4199b4d
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def read_image_folder(
-    path: str | Path, exts=IMAGE_EXTS, recursive: bool = False, name: str | None = None
-) -> MultiLabelDataset:
+def read_image_folder(path: str | Path, exts=IMAGE_EXTS, recursive: bool = False,
+                      name: str | None = None) -> MultiLabelDataset:
     "Unlabelled dataset of the image files in `path` (and its subfolders when `recursive`), sorted."
     path = Path(path).expanduser()
     if not path.is_dir():
@@ -414,14 +334,13 @@ def read_image_folder(
     rel = [r for r in rel if not any(part.startswith(".") for part in r.split("/"))]
     if not rel:
         raise DataFormatError(path, f"no image files with extensions {sorted(exts)} (recursive={recursive})")
-    ids, first = [], {}
+    first = {}
     for r in rel:
         i = Path(r).with_suffix("").as_posix()
         if i in first:
             raise DataFormatError(path / r, f"same image id {i!r} as {path / first[i]}")
         first[i] = r
-        ids.append(i)
-    return MultiLabelDataset(name or path.name, ids, [path / r for r in rel], None, [], path, None)
+    return MultiLabelDataset(name or path.name, list(first), [path / r for r in rel])
 
 # %% ../nbs/03_data.ipynb #48160ce3
 DATASETS = ("voc2007", "voc2012", "coco2014", "nuswide", "labels", "folder")
@@ -444,23 +363,15 @@ def _canonical(name: str, split: str | None) -> tuple[str, str | None]:
 def load_dataset(name: str, root: str | Path, split: str | None = None, **kw) -> MultiLabelDataset:
     "Read dataset `name` (one of `DATASETS`) from `root`; keywords go to the reader."
     key, split = _canonical(name, split)
+    if key == "labels" and "class_names" not in kw:
+        raise ValueError("load_dataset('labels', ...) needs class_names= (a list, a Vocab or a vocabulary name)")
     if key.startswith("voc"):
         ds = read_voc(root, split, **{"year": key[3:], **kw})
-    elif key == "coco2014":
-        ds = read_coco(root, split, **kw)
-    elif key == "nuswide":
-        ds = read_nuswide(root, split, **kw)
-    elif key == "labels":
-        if "class_names" not in kw:
-            raise ValueError("load_dataset('labels', ...) needs class_names= (a list, a Vocab or a vocabulary name)")
-        ds = read_label_list(root, **kw)
+    elif key in ("coco2014", "nuswide"):
+        ds = (read_coco if key == "coco2014" else read_nuswide)(root, split, **kw)
     else:
-        ds = read_image_folder(root, **kw)
-    if key in ("labels", "folder"):
-        ds.split = split
-    else:
-        ds.name = key
-    return ds
+        ds = (read_label_list if key == "labels" else read_image_folder)(root, **kw)
+    return replace(ds, split=split) if key in ("labels", "folder") else replace(ds, name=key)
 
 # %% ../nbs/03_data.ipynb #a068a401
 @dataclass(frozen=True)
@@ -474,110 +385,76 @@ class Problem:
         return f"{self.path}: {self.what}"
 
 
-def _missing_files(paths) -> list[Path]:
-    "Those of `paths` that do not exist, listing each parent folder once."
-    listing, missing = {}, []
-    for p in paths:
-        if p.parent not in listing:
-            try:
-                listing[p.parent] = set(os.listdir(p.parent))
-            except OSError:
-                listing[p.parent] = set()
-        if p.name not in listing[p.parent]:
-            missing.append(p)
-    return missing
-
-
-def _missing_problem(missing: list[Path], total: int, what: str) -> list[Problem]:
-    if not missing:
-        return []
+def _missing(paths, what: str) -> list[Problem]:
+    "One problem counting those of `paths` that do not exist (each folder listed once), or none."
+    listing = {}
+    for folder in dict.fromkeys(p.parent for p in paths):
+        with contextlib.suppress(OSError):
+            listing[folder] = set(os.listdir(folder))
+    missing = [p for p in paths if p.name not in listing.get(p.parent, ())]
     few = ", ".join(p.name for p in missing[:5]) + (", ..." if len(missing) > 5 else "")
-    return [Problem(missing[0], f"{len(missing)} of {total} {what} files missing ({few})")]
+    return [Problem(missing[0], f"{len(missing)} of {len(paths)} {what} files missing ({few})")] if missing else []
 
 
-def _missing_dirs(*dirs: Path) -> list[Problem]:
+def _folders(*dirs: Path) -> list[Problem]:
     return [Problem(d, "folder missing") for d in dirs if not d.is_dir()]
 
-# %% ../nbs/03_data.ipynb #f23c053a
+
 def _check_voc(root, split, year=None, image_set="Main", **kw) -> tuple[list[Problem], bool]:
     voc = voc_root(root, year)
-    probs = _missing_dirs(voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / image_set)
+    probs = _folders(voc / "Annotations", voc / "JPEGImages", voc / "ImageSets" / image_set)
     split_file = voc / "ImageSets" / image_set / f"{split}.txt"
     if not split_file.is_file():
         return probs + [Problem(split_file, f"split file '{split}' missing")], False
-    ids = _read_ids(split_file, "VOC split file")
-    no_xml = _missing_files([voc / "Annotations" / f"{i}.xml" for i in ids])
-    probs += _missing_problem(no_xml, len(ids), "annotation")
-    return probs, not no_xml
+    no_xml = _missing([voc / "Annotations" / f"{i}.xml" for i in _read_ids(split_file, "VOC split file")], "annotation")
+    return probs + no_xml, not no_xml
 
 
 def _check_coco(root, split, image_dir=None, **kw) -> tuple[list[Problem], bool]:
-    root = Path(root).expanduser()
-    ann = root / "annotations" / f"instances_{split}.json"
-    probs = _missing_dirs(root / (split if image_dir is None else image_dir))
+    ann, probs = root / "annotations" / f"instances_{split}.json", _folders(root / (image_dir or split))
     return (probs, True) if ann.is_file() else (probs + [Problem(ann, "annotation file missing")], False)
 
 
 def _check_nuswide(root, split, image_dir="Flickr", **kw) -> tuple[list[Problem], bool]:
-    root = Path(root).expanduser()
     concept_file, list_file = root / "Concepts81.txt", root / "ImageList" / f"{split}Imagelist.txt"
     probs = [Problem(f, "file missing") for f in (concept_file, list_file) if not f.is_file()]
     if concept_file.is_file():
-        gt = root / "Groundtruth" / "TrainTestLabels"
         concepts = [c for c in _lines(concept_file, "NUS-WIDE concept list") if c]
-        probs += _missing_problem(
-            _missing_files([gt / f"Labels_{c}_{split}.txt" for c in concepts]), len(concepts), "label"
-        )
-    return _missing_dirs(root / image_dir) + probs, not probs
-
-
-def _check_path(path, split=None, **kw) -> tuple[list[Problem], bool]:
-    path = Path(path).expanduser()
-    return ([], True) if path.exists() else ([Problem(path, "missing")], False)
-
-# %% ../nbs/03_data.ipynb #d363e696
-_CHECKS = dict(
-    voc2007=_check_voc,
-    voc2012=_check_voc,
-    coco2014=_check_coco,
-    nuswide=_check_nuswide,
-    labels=_check_path,
-    folder=_check_path,
-)
+        gt = root / "Groundtruth" / "TrainTestLabels"
+        probs += _missing([gt / f"Labels_{c}_{split}.txt" for c in concepts], "label")
+    return _folders(root / image_dir) + probs, not probs
 
 
 def check_layout(name: str, root: str | Path, split: str | None = None, **kw) -> list[Problem]:
     "Everything missing or malformed in dataset `name` at `root`, as a list of `Problem` (empty: ready to use)."
     key, split = _canonical(name, split)  # an unknown *name* is a caller error and raises
+    root = Path(root).expanduser()
     if key.startswith("voc"):
         kw = {"year": key[3:], **kw}
-    probs: list[Problem] = []
+    checks = dict(voc2007=_check_voc, voc2012=_check_voc, coco2014=_check_coco, nuswide=_check_nuswide)
+    probs, readable = [], root.exists()
     try:
-        found, readable = _CHECKS[key](root, split, **kw)
-        probs += found
+        if key in checks:
+            probs, readable = checks[key](root, split, **kw)
         if not readable:
-            return probs
+            return probs or [Problem(root, "missing")]
         ds = load_dataset(key, root, split, **kw)
     except DataFormatError as e:
         return probs + [Problem(e.path, e.what)]
     except (OSError, ValueError) as e:
-        return probs + [Problem(Path(root), str(e))]
-    if key == "folder":
-        return probs
+        return probs + [Problem(root, str(e))]
     paths = [p for p in ds.image_paths if p is not None]
-    return probs + _missing_problem(_missing_files(paths), len(paths), "image")
+    return probs if key == "folder" else probs + _missing(paths, "image")
 
 # %% ../nbs/03_data.ipynb #20989c66
 def plot_class_counts(ds: MultiLabelDataset, ax=None):
     "Horizontal bar chart of the positives per class of `ds`, most frequent on top."
     import matplotlib.pyplot as plt
-
     counts = ds.positives_per_class()
     order = np.argsort(counts)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 0.18 * ds.n_classes + 0.8))
     ax.barh([ds.class_names[c] for c in order], counts[order], color="tab:blue")
-    ax.set_xlabel("images with the class")
-    ax.set_title(f"{ds.name} ({len(ds)} images)")
+    ax.set(xlabel="images with the class", title=f"{ds.name} ({len(ds)} images)")
     ax.tick_params(axis="y", labelsize=7)
     return ax

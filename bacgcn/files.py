@@ -31,35 +31,30 @@ def _json_default(o):
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-def write_json_atomic(path, obj, indent: int | None = 1) -> Path:
-    """Write `obj` as JSON to `path` through a temporary file and `os.replace`: readers see the old or the new file.
-    numpy values become lists and numbers, paths strings; `indent=None` writes one line."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def save_torch_atomic(obj, path) -> Path:
-    "`torch.save(obj)` to `path` through a temporary file and `os.replace`."
+def _replace_atomic(path, write) -> Path:
+    "`write(tmp)` on a temporary file beside `path`, flushed to disk, then moved onto `path` by `os.replace`."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def write_json_atomic(path, obj, indent: int | None = 1) -> Path:
+    "`obj` as JSON at `path`, atomically; numpy values as lists and numbers, paths as strings; `indent` as in json."
+    text = json.dumps(obj, indent=indent, default=_json_default)  # an object that cannot be written touches no file
+    return _replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_torch_atomic(obj, path) -> Path:
+    "`torch.save(obj)` to `path`, atomically."
+    return _replace_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 # %% ../nbs/01b_files.ipynb #f3941bfd
 def load_torch(path, what: str = "checkpoint", map_location="cpu"):
@@ -67,20 +62,16 @@ def load_torch(path, what: str = "checkpoint", map_location="cpu"):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a folder, not a file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{what} {path} is empty (0 bytes)")
+    if path.is_dir() or path.stat().st_size == 0:
+        raise ValueError(f"{what} {path} is {'a folder, not a file' if path.is_dir() else 'empty (0 bytes)'}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found is None:  # not a pickle the unpickler understands
             raise ValueError(f"{what} {path} is not a readable torch file (UnpicklingError)") from None
-        raise ValueError(
-            f"{what} {path} was refused: loading it would run code ({found.group(1)}); "
-            "the package reads only tensors and plain values (torch.load with weights_only=True)"
-        ) from None
+        raise ValueError(f"{what} {path} was refused: loading it would run code ({found.group(1)}); the package reads "
+                         "only tensors and plain values (torch.load with weights_only=True)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"{what} {path} is not a readable torch file ({type(e).__name__}: {str(e)[:200]})") from None
 
@@ -90,9 +81,8 @@ _SHA_MEMO: dict = {}
 
 def file_sha256(path, chunk: int = 1 << 22) -> str:
     "SHA-256 of a file (memoised per process on its path, size and modification time)."
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _SHA_MEMO:
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -116,5 +106,4 @@ def stat_fingerprint(paths) -> str:
 
 def short_hash(obj, n: int = 8) -> str:
     "The first `n` hex digits of the SHA-256 of `obj` as canonical JSON."
-    text = json.dumps(obj, sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()[:n]

@@ -30,13 +30,11 @@ def check_geometry(mode: str) -> str:
 
 @dataclass(frozen=True)
 class Frame:
-    """How a `width` x `height` image lies in the `size` x `size` input: resized to `resized` with its corner at
-    `offset`."""
+    "How a `width` x `height` image lies in the `size` x `size` input: resized to `resized`, its corner at `offset`."
 
     width: int
     height: int
     size: int
-    mode: str
     resized: tuple[int, int]  # (w', h')
     offset: tuple[int, int]  # (x0, y0): position of the resized image's top-left corner in the input
 
@@ -56,10 +54,7 @@ class Frame:
         (sx, sy), (ox, oy) = self.scale, self.offset
         x0, y0, x1, y1 = (float(v) for v in box)
         out = ((x0 - ox) / sx, (y0 - oy) / sy, (x1 - ox) / sx, (y1 - oy) / sy)
-        if not clip:
-            return out
-        W, H = self.width, self.height
-        return (min(max(out[0], 0.0), W), min(max(out[1], 0.0), H), min(max(out[2], 0.0), W), min(max(out[3], 0.0), H))
+        return tuple(min(max(v, 0.0), m) for v, m in zip(out, (self.width, self.height) * 2)) if clip else out
 
     def grid_to_image(self, box, clip: bool = True) -> tuple[float, float, float, float]:
         "A box (x0, y0, x1, y1) in [0, 1] of the input (e.g. patch-grid cells / grid size) -> image pixels."
@@ -82,62 +77,51 @@ def image_frame(width: int, height: int, size: int, mode: str = "squash") -> Fra
     if min(W, H, S) < 1:
         raise ValueError(f"image {W}x{H} and input size {S} must all be at least 1 pixel")
     if mode == "squash":
-        return Frame(W, H, S, mode, (S, S), (0, 0))
+        return Frame(W, H, S, (S, S), (0, 0))
     if mode == "letterbox":
         r = S / max(W, H)
         w, h = max(1, round(W * r)), max(1, round(H * r))
-        return Frame(W, H, S, mode, (w, h), ((S - w) // 2, (S - h) // 2))
+        return Frame(W, H, S, (w, h), ((S - w) // 2, (S - h) // 2))
     # crop: torchvision Resize(S) (shorter side S, longer side truncated) then CenterCrop(S)
     w, h = (S, int(S * H / W)) if W <= H else (int(S * W / H), S)
-    return Frame(W, H, S, mode, (w, h), (-int(round((w - S) / 2)), -int(round((h - S) / 2))))
+    return Frame(W, H, S, (w, h), (-round((w - S) / 2), -round((h - S) / 2)))
 
 # %% ../nbs/07_geometry.ipynb #3d534044
 class GeometryTransform:
-    """Fit a PIL image or a uint8 tensor (C, H, W) into a `size` x `size` input by `mode`; `fill` (RGB 0-255) pads
-    letterboxes."""
+    "Fit a PIL image or a uint8 tensor (C, H, W) into a `size` x `size` input by `mode`; `fill` (RGB) pads letterboxes."
 
     def __init__(self, size: int, mode: str = "squash", fill: tuple[int, int, int] = (0, 0, 0)):
         self.size, self.mode, self.fill = int(size), check_geometry(mode), tuple(int(v) for v in fill)
 
-    def frame(self, width: int, height: int) -> Frame:
-        return image_frame(width, height, self.size, self.mode)
-
     def __call__(self, img):
         is_tensor = isinstance(img, torch.Tensor)
         W, H = (img.shape[-1], img.shape[-2]) if is_tensor else img.size
-        f = self.frame(W, H)
+        f = image_frame(W, H, self.size, self.mode)
         if f.resized != (W, H):
             img = TF.resize(img, [f.resized[1], f.resized[0]], interpolation=InterpolationMode.BICUBIC, antialias=True)
         if f.offset == (0, 0) and f.resized == (self.size, self.size):
             return img
-        return _place_tensor(img, f, self.fill) if is_tensor else _place_pil(img, f, self.fill)
+        if is_tensor:
+            return _place_tensor(img, f, self.fill)
+        canvas = Image.new(img.mode, (f.size, f.size), self.fill if img.mode == "RGB" else 0)
+        canvas.paste(img, f.offset)  # at the frame's offset: a crop when it is negative
+        return canvas
 
     def __repr__(self):
         return f"GeometryTransform(size={self.size}, mode={self.mode!r})"
 
 
-def _place_pil(img: Image.Image, f: Frame, fill: tuple) -> Image.Image:
-    """The S x S input: the resized image pasted at the frame's offset on a `fill` canvas (a crop when the offset is
-    negative)."""
-    canvas = Image.new(img.mode, (f.size, f.size), fill if img.mode == "RGB" else 0)
-    canvas.paste(img, f.offset)
-    return canvas
-
-
 def _place_tensor(img: torch.Tensor, f: Frame, fill: tuple) -> torch.Tensor:
-    "As `_place_pil` for a (C, h', w') tensor."
-    S, (ox, oy) = f.size, f.offset
-    canvas = torch.empty((img.shape[0], S, S), dtype=img.dtype, device=img.device)  # C, S, S
-    canvas[:] = torch.tensor(fill[: img.shape[0]], dtype=img.dtype, device=img.device).view(-1, 1, 1)
-    h, w = img.shape[-2:]
+    "The S x S input of a resized (C, h', w') tensor: placed at the frame's offset on a `fill` canvas."
+    (C, h, w), S, (ox, oy) = img.shape, f.size, f.offset
+    canvas = torch.tensor(fill[:C], dtype=img.dtype, device=img.device).view(C, 1, 1).repeat(1, S, S)  # C, S, S
     ys, xs = slice(max(oy, 0), min(oy + h, S)), slice(max(ox, 0), min(ox + w, S))  # input rows / columns covered
     canvas[:, ys, xs] = img[:, ys.start - oy : ys.stop - oy, xs.start - ox : xs.stop - ox]
     return canvas
 
 # %% ../nbs/07_geometry.ipynb #3363d363
 def grid_cells(box, frame: Frame, grid: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The patch cells (c0, r0, c1, r1), ends exclusive, that an image box covers on a `grid` (rows, cols); None if
-    unseen."""
+    "The patch cells (c0, r0, c1, r1), ends exclusive, an image box covers on a `grid` (rows, cols); None if unseen."
     x0, y0, x1, y1 = frame.to_input(box)
     gh, gw = grid
     cw, ch = frame.size / gw, frame.size / gh
@@ -148,15 +132,13 @@ def grid_cells(box, frame: Frame, grid: tuple[int, int]) -> tuple[int, int, int,
 
 def cells_to_unit(cells, grid: tuple[int, int]) -> tuple[float, float, float, float]:
     "Patch cells (c0, r0, c1, r1) -> the box in [0, 1] units of the input."
-    c0, r0, c1, r1 = cells
-    gh, gw = grid
+    (c0, r0, c1, r1), (gh, gw) = cells, grid
     return (c0 / gw, r0 / gh, c1 / gw, r1 / gh)
 
 
 def box_iou(a, b) -> float:
     "Intersection over union of two boxes (x0, y0, x1, y1)."
-    iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(iw, 0) * max(ih, 0)
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
@@ -171,21 +153,14 @@ def plot_geometry(image: Image.Image, size: int = 224, axes=None):
     "The photo with the part `crop` hides shaded, and the three model inputs it becomes."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-
+    W, H = image.size
     if axes is None:
-        _, axes = plt.subplots(
-            1, 4, figsize=(11, 2.8), gridspec_kw={"width_ratios": [image.width / image.height, 1, 1, 1]}
-        )
+        _, axes = plt.subplots(1, 4, figsize=(11, 2.8), gridspec_kw={"width_ratios": [W / H, 1, 1, 1]})
     axes[0].imshow(image)
-    x0, y0, x1, y1 = image_frame(image.width, image.height, size, "crop").visible()
-    for r in [
-        (0, 0, x0, image.height),
-        (x1, 0, image.width, image.height),
-        (0, 0, image.width, y0),
-        (0, y1, image.width, image.height),
-    ]:
+    x0, y0, x1, y1 = image_frame(W, H, size, "crop").visible()
+    for r in [(0, 0, x0, H), (x1, 0, W, H), (0, 0, W, y0), (0, y1, W, H)]:  # the four bands outside the crop
         axes[0].add_patch(Rectangle(r[:2], r[2] - r[0], r[3] - r[1], color="black", alpha=0.55, lw=0))
-    axes[0].set_title(f"photo {image.width}x{image.height}; shaded: hidden by crop", fontsize=8)
+    axes[0].set_title(f"photo {W}x{H}; shaded: hidden by crop", fontsize=8)
     for ax, mode in zip(axes[1:], GEOMETRIES):
         ax.imshow(GeometryTransform(size, mode, fill=(124, 116, 104))(image))
         ax.set_title(f"{mode} -> {size}x{size}", fontsize=8)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['average_precision', 'mean_average_precision', 'multilabel_f1', 'evaluate']
+__all__ = ['average_precision', 'mean_average_precision', 'difficult_conventions', 'multilabel_f1', 'evaluate']
 
 # %% ../nbs/04_metrics.ipynb #10fb0b6a
 def _as_numpy(x, what: str) -> np.ndarray:
@@ -88,6 +88,14 @@ def mean_average_precision(scores, targets, class_names: list[str] | None = None
         out["per_class"] = {str(n): float(a) for n, a in zip(class_names, ap)}
         out["excluded_names"] = [str(class_names[i]) for i in excluded]
     return out
+
+# %% ../nbs/04_metrics.ipynb #6276c0a7
+def difficult_conventions(scores, targets, class_names: list[str] | None = None) -> dict:
+    """`{"ignore", "positive", "negative"}` -> `mean_average_precision` when the -1 entries of `targets` (VOC
+    difficult-only classes) are left out (VOC devkit), counted as positives (TagCLIP) or as negatives (PIAA)."""
+    t = _check_inputs(scores, targets)[1]
+    value = {"ignore": -1, "positive": 1, "negative": 0}  # what a difficult-only entry becomes
+    return {k: mean_average_precision(scores, np.where(t == -1, v, t), class_names) for k, v in value.items()}
 
 # %% ../nbs/04_metrics.ipynb #e571edc3
 def _predictions(s: np.ndarray, threshold: float | None, top_k: int | None) -> np.ndarray:

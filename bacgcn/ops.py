@@ -24,8 +24,7 @@ def sigmoid(x):
 
 
 def min_max(a, axis=-1):
-    """(a - min) / (max - min) over `axis` (an int or a tuple), for NumPy arrays or torch tensors; a constant slice
-    becomes 0."""
+    "(a - min) / (max - min) over `axis` (an int or a tuple) of a NumPy array or torch tensor; a constant slice is 0."
     if isinstance(a, torch.Tensor):
         lo, hi = a.amin(dim=axis, keepdim=True), a.amax(dim=axis, keepdim=True)
         return (a - lo) / (hi - lo).clamp_min(1e-12)

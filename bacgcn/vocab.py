@@ -8,7 +8,7 @@ Docs: https://bacgcn.github.io/bacgcn/vocab.html.md"""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -16,13 +16,7 @@ from pathlib import Path
 __all__ = ['BUILTIN_VOCABS', 'Vocab', 'list_vocabs', 'load_vocab']
 
 # %% ../nbs/02_vocab.ipynb #d95b4eff
-BUILTIN_VOCABS = {
-    "voc2007": "voc2007",
-    "voc2012": "voc2007",
-    "coco2014": "coco2014",
-    "nuswide": "nuswide",
-    "synth": "synth",
-}
+BUILTIN_VOCABS = {"voc2012": "voc2007"} | {k: k for k in ("voc2007", "coco2014", "nuswide", "synth")}  # name -> file
 
 
 @dataclass(frozen=True)
@@ -86,41 +80,31 @@ class Vocab:
 
     def without_backgrounds(self) -> Vocab:
         "The same vocabulary with no background categories (for the 'no background' ablation)."
-        return Vocab(
-            self.name,
-            list(self.classes),
-            [],
-            {c: self.synonyms[c] for c in self.classes},
-            list(self.templates),
-            self.description,
-        )
+        return replace(self, backgrounds=[], synonyms={c: self.synonyms[c] for c in self.classes})
 
     def to_dict(self) -> dict:
-        return dict(
-            name=self.name,
-            description=self.description,
-            classes=list(self.classes),
-            backgrounds=list(self.backgrounds),
-            synonyms=self.synonyms,
-            templates=list(self.templates),
-        )
+        "The fields as plain lists and dicts: the JSON vocabulary format."
+        return asdict(self)
 
     def save(self, path) -> Path:
+        "Write the vocabulary as a JSON file that `load_vocab` reads."
         path = Path(path)
         path.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
         return path
 
 # %% ../nbs/02_vocab.ipynb #3cd21f97
+def _strings(x) -> bool:
+    return isinstance(x, list) and all(isinstance(s, str) for s in x)
+
+
 def _vocab_from_dict(d: dict, source: str) -> Vocab:
     if not isinstance(d, dict) or "classes" not in d:
         raise ValueError(f"{source}: a vocabulary file is a JSON object with at least a 'classes' list")
     for k in ("classes", "backgrounds", "templates"):
-        if k in d and not (isinstance(d[k], list) and all(isinstance(s, str) for s in d[k])):
+        if k in d and not _strings(d[k]):
             raise ValueError(f"{source}: '{k}' must be a list of strings")
     syn = d.get("synonyms", {})
-    if not isinstance(syn, dict) or not all(
-        isinstance(s, list) and all(isinstance(x, str) for x in s) for s in syn.values()
-    ):
+    if not isinstance(syn, dict) or not all(_strings(s) for s in syn.values()):
         raise ValueError(f"{source}: 'synonyms' must map each category to a list of strings")
     kw = {k: d[k] for k in ("backgrounds", "templates", "description") if k in d}
     try:
@@ -142,12 +126,10 @@ def load_vocab(name_or_path: str | Path | Vocab) -> Vocab:
     if key in BUILTIN_VOCABS:
         f = resources.files("bacgcn") / "vocabs" / f"{BUILTIN_VOCABS[key]}.json"
         v = _vocab_from_dict(json.loads(f.read_text(encoding="utf-8")), str(f))
-        return v if key == v.name else Vocab(key, v.classes, v.backgrounds, v.synonyms, v.templates, v.description)
+        return v if key == v.name else replace(v, name=key)
     path = Path(key).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
-            f"no vocabulary named {key!r}: built-in names are {list_vocabs()}, and no file {path} exists"
-        )
+        raise FileNotFoundError(f"no vocabulary {key!r}: built-in names are {list_vocabs()}, and no file {path} exists")
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -9,8 +9,9 @@ Boxes are `(x0, y0, x1, y1)` pixels of the image as displayed (after EXIF orient
 image no two boxes overlap.
 
     mini = make_miniature("voc2007", tmp_path)
-    ds = mini.read("test", difficult="ignore")          # bacgcn.data.load_dataset on the miniature
-    mini.labels("test", difficult="ignore")             # the same matrix, from the planted objects
+    ds = mini.read("test")                               # bacgcn.data.load_dataset on the miniature
+    mini.labels("test")                                  # the same matrix, from the planted objects (VOC: difficult
+                                                         # objects as the devkit reads them, "ignore")
 
 Plain functions (no pytest here); each builder writes under a folder given by the caller and returns a `Miniature`.
 """
@@ -94,6 +95,7 @@ class Miniature:
     test_split: str = ""  # key of `splits` evaluated on
     colours: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # class name -> colour
     missing: list[str] = field(default_factory=list)  # listed by the reader, image file absent (NUS-WIDE)
+    unlabelled: list[str] = field(default_factory=list)  # listed, on disk, none of the concepts (NUS-WIDE test)
     dropped: list[str] = field(default_factory=list)  # on disk and in the annotations, dropped by the reader (COCO: no annotations)
     exif: dict[str, int] = field(default_factory=dict)  # image id -> EXIF orientation of the stored file
     extra_captions: dict[str, Path] = field(default_factory=dict)  # other split key -> captions folder (VOC2012 Main train)
@@ -111,7 +113,7 @@ class Miniature:
     def class_names(self) -> list[str]:
         return list(load_vocab(self.protocol).classes)
 
-    def labels(self, split: str, difficult: str = "positive") -> np.ndarray:
+    def labels(self, split: str, difficult: str = "ignore") -> np.ndarray:
         "(N, C) int8 labels of `split` from the planted objects, classes in vocabulary order (VOC `difficult` modes)."
         names = self.class_names
         index = {n: c for c, n in enumerate(names)}
@@ -309,7 +311,8 @@ _VOC2007_TEST = [
                             ("car", (50, 250, 300, 420), "ellipse"),
                             ("bottle", (330, 440, 365, 497), "rect", "difficult")]),  # small, difficult-only class
     ("000003", (500, 333), [("cow", (40, 60, 300, 300), "ellipse"),
-                            ("pottedplant", (420, 100, 500, 260), "rect")]),  # right edge
+                            ("pottedplant", (420, 100, 500, 260), "rect"),  # right edge
+                            ("boat", (330, 270, 400, 320), "rect", "difficult")]),  # difficult-only; easy in 000002
     ("000004", (333, 500), [("person", (100, 40, 230, 280), "rect"),
                             ("person", (10, 10, 50, 60), "rect", "difficult"),  # small; easy person too
                             ("sofa", (0, 320, 333, 500), "rect")]),  # left + right + bottom edge
@@ -642,15 +645,17 @@ _NUS_TEST = [
                                          ("toy", (20, 20, 50, 50), "rect")]),  # small
     ("horses/0008_2339820714", (240, 180), [("horses", (10, 20, 200, 170), "ellipse")]),
     ("statue/0009_427538932", (180, 240), [("statue", (40, 0, 140, 240), "rect")]),  # top + bottom edge
+    ("sunset/0011_2960712446", (240, 180), []),  # none of the 81 concepts: an unlabelled test image
     ("zebra/0010_2498471264", (500, 375), [("zebra", (300, 100, 500, 300), "rect")]),  # right edge; NOT on disk
 ]
 
 
-def make_nuswide(root, *, n_train: int = 6, n_test: int = 4, seed: int = 0) -> Miniature:
+def make_nuswide(root, *, n_train: int = 6, n_test: int = 5, seed: int = 0) -> Miniature:
     """The release layout: `Concepts81.txt` (CRLF), `ImageList/{Train,Test}Imagelist.txt` (`folder\\file.jpg`, CRLF)
     and `ImageList/Imagelist.txt` (full Windows paths), `Groundtruth/TrainTestLabels/Labels_<concept>_<split>.txt`
     (one 0/1 per line, CRLF), images `Flickr/<folder>/<file>.jpg`. Labels are the planted classes. The last test
-    image is listed but not on disk (`missing`); the reader still returns it."""
+    image is listed but not on disk (`missing`); the reader still returns it. One test image shows none of the
+    concepts (`unlabelled`): the reader keeps it by default and drops it with `labelled_only=True`."""
     root = Path(root)
     concepts = load_vocab("nuswide").classes
     classes = list(dict.fromkeys(o[0] for _, _, objs in _NUS_TRAIN + _NUS_TEST for o in objs))
@@ -680,8 +685,9 @@ def make_nuswide(root, *, n_train: int = 6, n_test: int = 4, seed: int = 0) -> M
             (gt / f"Labels_{concept}_{split}.txt").write_bytes(crlf(col).encode())
     full = ["C:\\ImageData\\Flickr\\" + i.replace("/", "\\") + ".jpg" for i in everything]
     (root / "ImageList" / "Imagelist.txt").write_bytes(crlf(full).encode())
+    unlabelled = [i for i in splits["Test"] if not objects[i] and i not in missing]
     mini = Miniature("nuswide", root, root / "captions", splits, objects, sizes, paths, "Train", "Test", colours,
-                     missing=missing)
+                     missing=missing, unlabelled=unlabelled)
     write_captions(mini, seed=seed)
     return mini
 

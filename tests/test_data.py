@@ -1,5 +1,6 @@
 """Tests of bacgcn.data: every reader on tiny datasets written in the real on-disk formats, with label
-matrices written out by hand; COCO cross-checked against pycocotools; the real label lists (tests/real_data.py)."""
+matrices written out by hand; COCO cross-checked against pycocotools; VOC's default reading of difficult objects
+checked against the protocols' (same labels, same AP); the real label lists (tests/real_data.py)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bacgcn.data import (DATASETS, VOC_CLASSES, DataFormatError, MultiLabelDataset, Problem, check_layout,
+from bacgcn.data import (DATASETS, VOC_CLASSES, DataFormatError, MultiLabelDataset, Problem, as_items, check_layout,
                          load_dataset, read_coco, read_image_folder, read_label_list, read_nuswide, read_voc, voc_root)
+from bacgcn.metrics import mean_average_precision
+from bacgcn.protocols import load_split, resolve_data
 from bacgcn.vocab import load_vocab
 from real_data import real_file
 from datasets_fixtures import write_coco, write_image, write_images, write_label_list, write_nuswide, write_voc
@@ -49,11 +52,25 @@ def test_voc_difficult_modes(voc):
         ds = read_voc(voc, difficult=mode)
         assert ds.labels.dtype == np.int8
         np.testing.assert_array_equal(ds.labels, expected, err_msg=mode)
-    ds = read_voc(voc)
+    ds = read_voc(voc)  # the default: the devkit's "ignore"
+    np.testing.assert_array_equal(ds.labels, VOC_IGNORE)
     assert ds.image_ids == list(VOC_ANN) and ds.class_names == VOC_CLASSES
     assert ds.image_paths[0] == voc / "JPEGImages" / "000001.jpg" and ds.image_paths[0].is_file()
-    assert (ds.name, ds.root, ds.split) == ("voc2007", voc, "trainval")
-    np.testing.assert_array_equal(ds.positives_per_class(), VOC_POSITIVE.sum(0))
+    assert (ds.name, ds.split) == ("voc2007", "trainval")
+    np.testing.assert_array_equal(ds.positives_per_class(), (VOC_IGNORE == 1).sum(0))
+    np.testing.assert_array_equal(read_voc(voc, difficult="positive").positives_per_class(), VOC_POSITIVE.sum(0))
+
+
+def test_voc_default_gives_the_protocols_labels_and_ap(tmp_path, voc):
+    "AP computed through the package API (load_dataset, read_voc) is the AP of the voc2007 protocol a run reports."
+    protocol = load_split(resolve_data("voc2007", tmp_path), "trainval")
+    np.testing.assert_array_equal(protocol.labels, VOC_IGNORE)
+    scores = np.random.default_rng(0).random(VOC_IGNORE.shape)
+    reference = mean_average_precision(scores, protocol.labels)
+    assert reference["excluded"] == [c for c in range(20) if not (VOC_IGNORE[:, c] == 1).any()]
+    for ds in (load_dataset("voc2007", tmp_path, "trainval"), load_dataset("voc2007", tmp_path), read_voc(voc)):
+        np.testing.assert_array_equal(ds.labels, protocol.labels)
+        assert mean_average_precision(scores, ds.labels)["mAP"] == reference["mAP"]
 
 
 def test_voc_other_split_keeps_split_file_order(voc):
@@ -65,7 +82,7 @@ def test_voc_other_split_keeps_split_file_order(voc):
 def test_voc_root_forms(tmp_path, voc):
     for root in (voc, tmp_path / "VOCdevkit", tmp_path):
         assert voc_root(root) == voc
-        np.testing.assert_array_equal(read_voc(root).labels, VOC_POSITIVE)
+        np.testing.assert_array_equal(read_voc(root).labels, VOC_IGNORE)
     flat = write_voc(tmp_path / "flat", VOC_ANN, VOC_SPLITS, devkit=False)  # root/VOC2007 without VOCdevkit
     assert voc_root(tmp_path / "flat") == flat
 
@@ -76,9 +93,9 @@ def test_voc_several_years_need_year(tmp_path, voc):
         read_voc(tmp_path)
     assert voc_root(tmp_path, 2012) == v12
     ds = load_dataset("voc2012", tmp_path)
-    assert (ds.name, ds.image_ids, ds.root) == ("voc2012", ["2008_000001"], v12)
+    assert (ds.name, ds.image_ids, ds.image_paths[0].parents[1]) == ("voc2012", ["2008_000001"], v12)
     np.testing.assert_array_equal(ds.labels, rows(VOC_CLASSES, {"horse": 1}))
-    np.testing.assert_array_equal(load_dataset("voc2007", tmp_path).labels, VOC_POSITIVE)
+    np.testing.assert_array_equal(load_dataset("voc2007", tmp_path).labels, VOC_IGNORE)
 
 
 def test_voc2012_segmentation_image_set(tmp_path):
@@ -96,9 +113,9 @@ def test_voc2012_segmentation_image_set(tmp_path):
 def test_voc_custom_class_names(voc):
     names = ["person", "dog", "cat", "chair", "sofa", "boat"]
     ds = read_voc(voc, class_names=names)
-    np.testing.assert_array_equal(ds.labels, VOC_POSITIVE[:, [VOC_CLASSES.index(n) for n in names]])
-    np.testing.assert_array_equal(read_voc(voc, class_names="voc2007").labels, VOC_POSITIVE)  # vocabulary name
-    np.testing.assert_array_equal(read_voc(voc, class_names=load_vocab("voc2007")).labels, VOC_POSITIVE)  # Vocab
+    np.testing.assert_array_equal(ds.labels, VOC_IGNORE[:, [VOC_CLASSES.index(n) for n in names]])
+    np.testing.assert_array_equal(read_voc(voc, class_names="voc2007").labels, VOC_IGNORE)  # vocabulary name
+    np.testing.assert_array_equal(read_voc(voc, class_names=load_vocab("voc2007")).labels, VOC_IGNORE)  # Vocab
 
 
 def test_voc_bad_input(voc):
@@ -158,7 +175,7 @@ def test_coco_labels(coco):
     assert (ds.name, ds.split, ds.class_names, ds.image_ids) == ("coco2014", "val2014", COCO_NAMES, COCO_KEPT)
     np.testing.assert_array_equal(ds.labels, COCO_LABELS)
     assert ds.image_paths[1] == coco / "val2014" / "COCO_val2014_000000000042.jpg" and ds.image_paths[1].is_file()
-    full = read_coco(coco, "val2014", keep_empty=True)
+    full = read_coco(coco, "val2014", labelled_only=False)
     assert full.image_ids == ["COCO_val2014_000000000005"] + COCO_KEPT
     np.testing.assert_array_equal(full.labels, np.vstack([np.zeros((1, 4), np.int8), COCO_LABELS]))
     assert read_coco(coco, "val2014", image_dir="elsewhere").image_paths[0] == coco / "elsewhere" / "COCO_val2014_000000000009.jpg"
@@ -173,7 +190,7 @@ def test_coco_matches_pycocotools(coco):
     for i, img in enumerate(img_ids):
         for a in api.loadAnns(api.getAnnIds(imgIds=[img], iscrowd=None)):
             ref[i, cat_ids.index(a["category_id"])] = 1
-    ds = read_coco(coco, "val2014", keep_empty=True)
+    ds = read_coco(coco, "val2014", labelled_only=False)
     np.testing.assert_array_equal(ds.labels, ref)
     assert ds.class_names == [c["name"] for c in api.loadCats(cat_ids)]
 
@@ -216,6 +233,19 @@ def test_nuswide_labels(nus):
     assert ds.image_paths[0] == nus / "Flickr" / "actor" / "0001_2124494179.jpg" and ds.image_paths[0].is_file()
     assert read_nuswide(nus, "train", image_dir="images").image_paths[2] == nus / "images" / "beach" / "0003_99.jpg"
     np.testing.assert_array_equal(load_dataset("nuswide", nus).labels, NUS_LABELS)
+
+
+def test_nuswide_labelled_only(nus):
+    "The anchors score labelled images only: labelled_only keeps the images with at least one concept."
+    kept = ["actor/0001_2124494179", "beach/0002_35"]
+    ds = read_nuswide(nus, "Train", labelled_only=True)
+    assert ds.image_ids == kept and ds.split == "Train"
+    np.testing.assert_array_equal(ds.labels, NUS_LABELS[:2])
+    assert load_dataset("nuswide", nus, labelled_only=True).image_ids == kept
+    assert len(load_dataset("nuswide", nus)) == 3   # the default: the whole official list
+    (nus / "Flickr" / "beach" / "0003_99.jpg").unlink()   # the unlabelled image's file
+    assert check_layout("nuswide", nus, labelled_only=True) == []
+    assert check_layout("nuswide", nus) == [Problem(nus / "Flickr" / "beach" / "0003_99.jpg", "1 of 3 image files missing (0003_99.jpg)")]
 
 
 def test_nuswide_test_split(nus):
@@ -279,7 +309,7 @@ def test_image_folder(tmp_path):
     write_images(tmp_path, ["b.png", "a.JPG", "c.webp", "d.bmp", "sub/e.jpeg", "sub/deeper/f.png", ".hidden.png"])
     (tmp_path / "notes.txt").write_text("not an image")
     ds = read_image_folder(tmp_path)
-    assert ds.image_ids == ["a", "b", "c", "d"] and ds.labels is None and not ds.is_labelled
+    assert ds.image_ids == ["a", "b", "c", "d"] and ds.labels is None and "unlabelled" in repr(ds)
     assert ds.image_paths[0] == tmp_path / "a.JPG"
     rec = read_image_folder(tmp_path, recursive=True)
     assert rec.image_ids == ["a", "b", "c", "d", "sub/deeper/f", "sub/e"]
@@ -306,6 +336,7 @@ def test_image_folder_bad_input(tmp_path):
 def test_dataset_object():
     ds = MultiLabelDataset("t", ["a", "b", "c", "d"], ["a.jpg", None, "c.jpg", None],
                            np.array([[1, 0, -1], [0, 0, 0], [1, 1, 0], [0, -1, 1]]), ["x", "y", "z"], split="s")
+    assert repr(ds) == "MultiLabelDataset('t', split='s', 4 images, 3 classes)"
     assert ds.labels.dtype == np.int8 and ds.image_paths[0] == Path("a.jpg") and len(ds) == 4
     np.testing.assert_array_equal(ds.positives_per_class(), [2, 1, 1])
     sub = ds.subset([3, 0])
@@ -332,6 +363,24 @@ def test_dataset_object():
     with pytest.raises(ValueError, match="-1 \\(ignored\\)"):
         MultiLabelDataset("t", ["a"], [None], np.array([[0.5]]), ["x"])
     assert "4 images, 3 classes" in repr(ds)
+
+
+def test_as_items(tmp_path, monkeypatch):
+    "(id, absolute path or None) pairs from a dataset or from pairs; an empty input and repeated ids are refused."
+    monkeypatch.chdir(tmp_path)
+    ds = MultiLabelDataset("t", ["a", "b"], ["img/a.jpg", None])
+    assert as_items(ds) == [("a", str(tmp_path / "img" / "a.jpg")), ("b", None)]
+    assert as_items([(1, Path("~/x.png")), ("2", tmp_path / "y.png")]) == [
+        ("1", str(Path.home() / "x.png")), ("2", str(tmp_path / "y.png"))]
+    assert as_items(iter([("a", None)])) == [("a", None)]
+    for empty in ([], MultiLabelDataset("e", [], [])):
+        with pytest.raises(ValueError, match="no images"):
+            as_items(empty)
+    with pytest.raises(ValueError, match=r"duplicate image ids \['a'\]: every image needs its own id"):
+        as_items([("a", None), ("b", None), ("a", "a.jpg")])
+    many = [(i, None) for i in "abcdefg"] * 2
+    with pytest.raises(ValueError, match=r"duplicate image ids \['a', 'b', 'c', 'd', 'e'\] \.\.\.:"):
+        as_items(many)
 
 
 def test_to_label_list_writes_positives_only(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from bacgcn.metrics import average_precision, evaluate, mean_average_precision, multilabel_f1
+from bacgcn.metrics import average_precision, difficult_conventions, evaluate, mean_average_precision, multilabel_f1
 
 
 def _sklearn_ap(scores, targets):
@@ -155,3 +155,68 @@ def test_bad_options_raise():
     with pytest.raises(ValueError, match="threshold"): multilabel_f1(scores, targets, threshold=np.nan)
     with pytest.raises(ValueError, match="class_names"): mean_average_precision(scores, targets, ["a"])
     with pytest.raises(TypeError, match="numeric"): average_precision(np.array([["a"]]), np.array([[1]]))
+
+
+# ------------------------------------------------------------------ VOC2007's three difficult conventions
+def _sklearn_map(scores, targets, convention):
+    "Reference mAP: -1 entries dropped (ignore), made 1 (positive) or 0 (negative), then sklearn per class."
+    aps = []
+    for c in range(scores.shape[1]):
+        y, s = targets[:, c], scores[:, c]
+        if convention == "ignore":
+            y, s = y[y >= 0], s[y >= 0]
+        else:
+            y = np.where(y == -1, 1 if convention == "positive" else 0, y)
+        if (y == 1).any():
+            aps.append(average_precision_score(y, s))
+    return np.mean(aps), aps
+
+
+def test_difficult_conventions_by_hand():
+    # one class, four images ranked by score; image 1 holds only a difficult object (ranked 2nd)
+    scores = np.array([[0.9], [0.8], [0.7], [0.6]])
+    labels = np.array([[1], [-1], [0], [1]])
+    r = difficult_conventions(scores, labels)
+    assert set(r) == {"ignore", "positive", "negative"}
+    np.testing.assert_allclose([r[k]["mAP"] for k in ("ignore", "positive", "negative")], [5 / 6, 11 / 12, 3 / 4])
+    # the same difficult image ranked last: positive falls below ignore, negative equals it
+    r = difficult_conventions(np.array([[0.9], [0.6], [0.8], [0.7]]), labels)
+    np.testing.assert_allclose([r[k]["mAP"] for k in ("ignore", "positive", "negative")], [5 / 6, 29 / 36, 5 / 6])
+
+
+def test_difficult_conventions_equal_sklearn():
+    # hand-built VOC-like labels: class 0 has a difficult-only image above its positives, class 1 below them,
+    # class 2 is present only as difficult objects (no AP under ignore and negative), class 3 has none
+    labels = np.array([[1, 0, -1, 0],
+                       [-1, 1, 0, 0],
+                       [0, 0, 0, 1],
+                       [1, 1, -1, 0],
+                       [0, -1, 0, 1],
+                       [-1, 0, 0, 0]])
+    scores = np.array([[0.2, 0.1, 0.8, 0.3],
+                       [0.9, 0.7, 0.1, 0.2],
+                       [0.4, 0.3, 0.2, 0.9],
+                       [0.7, 0.8, 0.3, 0.1],
+                       [0.1, 0.05, 0.4, 0.6],
+                       [0.8, 0.2, 0.5, 0.4]])
+    names = ["dog", "cat", "bird", "sheep"]
+    r = difficult_conventions(scores, labels, names)
+    for convention in ("ignore", "positive", "negative"):
+        m, aps = _sklearn_map(scores, labels, convention)
+        assert r[convention]["mAP"] == pytest.approx(m, abs=1e-12), convention
+        np.testing.assert_allclose(r[convention]["ap"][~np.isnan(r[convention]["ap"])], aps, atol=1e-12)
+    assert r["ignore"]["excluded_names"] == r["negative"]["excluded_names"] == ["bird"]
+    assert r["positive"]["excluded"] == []
+    assert r["ignore"]["mAP"] == mean_average_precision(scores, labels)["mAP"]   # the headline is `ignore`
+    m = {k: v["mAP"] for k, v in r.items()}
+    assert len({round(v, 9) for v in m.values()}) == 3   # three different numbers from the same scores
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_difficult_conventions_random_against_sklearn(seed):
+    scores, targets = _random_case(seed, p_ignore=0.15)
+    r = difficult_conventions(scores, targets)
+    for convention in ("ignore", "positive", "negative"):
+        assert r[convention]["mAP"] == pytest.approx(_sklearn_map(scores, targets, convention)[0], abs=1e-9)
+    # an extra negative can only lower the precision at the positives ranked below it
+    assert np.all(r["negative"]["ap"] <= r["ignore"]["ap"] + 1e-12)

@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 
 from bacgcn.captions import pseudo_labels, read_captions
 from bacgcn.data import check_layout, load_dataset, read_coco, read_nuswide, read_voc
+from bacgcn.metrics import difficult_conventions, mean_average_precision
 from bacgcn.vocab import load_vocab
 from native_fixtures import (BACKGROUND_RANGE, COCO_IDS, PALETTE, PROTOCOLS, Miniature, PlantedObject, edges_touched,
                              is_small, make_coco2014, make_miniature, make_nuswide, make_voc2007, make_voc2012,
@@ -128,8 +129,10 @@ def test_splits_read_back_with_the_planted_labels(minis, protocol):
         assert ds.class_names == load_vocab(protocol).classes
         assert (ds.labels == m.labels(split)).all(), split
         assert all(Path(p) == m.paths[i] for i, p in ds.items())
-        for i, row in zip(ids, ds.labels):  # the same, said plainly: positives are the planted classes
-            assert {ds.class_names[c] for c in np.flatnonzero(row == 1)} == {o.name for o in m.objects[i]}
+        for i, row in zip(ids, ds.labels):  # said plainly: positives are the planted classes, VOC difficult-only ignored
+            easy = {o.name for o in m.objects[i] if not o.difficult}
+            assert {ds.class_names[c] for c in np.flatnonzero(row == 1)} == easy
+            assert {ds.class_names[c] for c in np.flatnonzero(row == -1)} == {o.name for o in m.objects[i]} - easy
     assert m.train_split in m.splits and m.test_split in m.splits
 
 
@@ -270,6 +273,28 @@ def test_voc2007_difficult_modes(minis):
     for k, name in both:
         assert pos[k, names.index(name)] == ign[k, names.index(name)] == neg[k, names.index(name)] == 1
     assert (ign == -1).sum() == len(only)
+    assert (read_voc(m.data_root, "test").labels == ign).all() and (m.read("test").labels == ign).all()  # the default
+
+
+def test_voc2007_three_conventions_differ(minis):
+    "A difficult-only class that is easy elsewhere (boat) and one that is difficult only (bottle): three numbers."
+    m = minis["voc2007"]
+    ign = m.read("test").labels
+    names = load_vocab("voc2007").classes
+    boat, bottle = names.index("boat"), names.index("bottle")
+    assert sorted((ign[:, boat] == -1).nonzero()[0].tolist() + (ign[:, boat] == 1).nonzero()[0].tolist()) == [1, 2]
+    assert (ign[:, bottle] == -1).sum() == 1 and not (ign[:, bottle] == 1).any()
+    # every easy object found; boat: the difficult one ranked first, then a negative, then the easy one
+    scores = (ign == 1).astype(float)
+    scores[:, boat] = [0.8, 0.7, 0.9, 0.1]   # 000001 (no boat), 000002 (easy), 000003 (difficult), 000004 (no boat)
+    scores[:, bottle] = [0.0, 0.9, 0.0, 0.0]   # the difficult bottle of 000002 found
+    r = difficult_conventions(scores, ign)
+    for mode in ("ignore", "positive", "negative"):   # the metric's reading = the reader's mode
+        assert r[mode]["mAP"] == mean_average_precision(scores, m.read("test", difficult=mode).labels)["mAP"]
+    # boat's AP by hand: ignore (neg, pos) 1/2; positive (pos, neg, pos) 5/6; negative (neg, neg, pos) 1/3
+    assert [r[k]["ap"][boat] for k in ("ignore", "positive", "negative")] == pytest.approx([1 / 2, 5 / 6, 1 / 3])
+    assert r["positive"]["mAP"] > r["ignore"]["mAP"] > r["negative"]["mAP"]
+    assert bottle in r["ignore"]["excluded"] and bottle not in r["positive"]["excluded"]
 
 
 @pytest.mark.parametrize("split", ["trainval", "test"])
@@ -387,11 +412,11 @@ def test_coco_images_and_annotations(minis):
                 else:
                     assert isinstance(a["segmentation"], list) and len(a["segmentation"][0]) >= 8
         assert len({a["id"] for a in d["annotations"]}) == len(d["annotations"])
-        # the image without annotations is on disk but dropped by the reader (kept with keep_empty=True)
+        # the image without annotations is on disk but dropped by the reader (kept with labelled_only=False)
         empty = [i for i in m.dropped if f"_{split}_" in i]
         assert len(empty) == 1 and m.objects[empty[0]] == [] and empty[0] not in m.splits[split]
-        assert empty[0] in read_coco(m.data_root, split, keep_empty=True).image_ids
-        assert len(read_coco(m.data_root, split, keep_empty=True)) == len(m.splits[split]) + 1
+        assert empty[0] in read_coco(m.data_root, split, labelled_only=False).image_ids
+        assert len(read_coco(m.data_root, split, labelled_only=False)) == len(m.splits[split]) + 1
     assert set(m.sizes.values()) == {(640, 480), (480, 640), (640, 427), (427, 640)}
 
 
@@ -461,6 +486,21 @@ def test_nuswide_release_layout(minis):
         assert all(p == root / "Flickr" / f"{i}.jpg" for i, p in ds.items())
     assert {m.sizes[i] for i in m.objects} == {(500, 375), (240, 180), (180, 240)}
     assert len((root / "ImageList" / "Imagelist.txt").read_text().split()) == len(m.objects)
+
+
+def test_nuswide_unlabelled_test_image(minis):
+    m = minis["nuswide"]
+    assert len(m.unlabelled) == 1 and m.unlabelled[0] in m.splits["Test"] and m.objects[m.unlabelled[0]] == []
+    assert m.paths[m.unlabelled[0]].is_file()
+    full = m.read("Test")
+    assert full.image_ids == m.splits["Test"] and not full.labels[full.image_ids.index(m.unlabelled[0])].any()
+    kept = m.read("Test", labelled_only=True)
+    assert kept.image_ids == [i for i in m.splits["Test"] if i not in m.unlabelled]
+    assert kept.labels.any(1).all() and (kept.labels == m.labels("Test")[full.labels.any(1)]).all()
+    assert m.read("Train", labelled_only=True).image_ids == m.splits["Train"]   # every training image is labelled
+    probs = check_layout("nuswide", m.data_root, "Test", labelled_only=True)   # the missing image is labelled
+    n = len(kept)
+    assert [p.what for p in probs] == [f"1 of {n} image files missing ({Path(m.paths[m.missing[0]]).name})"]
 
 
 def test_nuswide_missing_image(minis):
