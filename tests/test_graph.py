@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from bacgcn.graph import (Edge, GraphConfig, binarize, category_adjacency, check_counts, clip_gcn_adjacency,
-                          conditional_probabilities, count_cooccurrences, mlgcn_adjacency, normalize_symmetric,
+from bacgcn.graph import (EDGES, Edge, GraphConfig, binarize, check_counts, clip_gcn_adjacency,
+                          conditional_probabilities, count_cooccurrences, normalize_symmetric,
                           plot_class_background_heatmap, reweight, top_conditionals)
 from bacgcn.vocab import Vocab
 
-# Ten images, categories person (0), dog (1), grass (2):
+# Ten images, categories person (0), dog (1) (classes), grass (2) (a background):
 #   N = (8, 4, 5); N_person,dog = 3, N_person,grass = 4, N_dog,grass = 2
 COUNTS = np.array([8, 4, 5])
 PAIRS = np.array([[8, 3, 4], [3, 4, 2], [4, 2, 5]])
@@ -51,17 +51,22 @@ def test_hand_worked_three_categories():
     np.testing.assert_allclose(P, P_HAND, atol=1e-15)
     np.testing.assert_array_equal(binarize(P, 0.4), A_HAND)
     np.testing.assert_allclose(reweight(A_HAND, 0.25), AP_HAND, atol=1e-15)
-    np.testing.assert_allclose(category_adjacency(P), AS_HAND, atol=1e-15)
-    np.testing.assert_allclose(mlgcn_adjacency(P, t=0.4, p=0.25, dtype=torch.float64).numpy(), NORM_HAND, atol=1e-15)
-    G = clip_gcn_adjacency(COUNTS, PAIRS, n_global=2, dtype=torch.float64).numpy()
+    np.testing.assert_allclose(normalize_symmetric(AS_HAND), NORM_HAND, atol=1e-15)
+    ml = clip_gcn_adjacency(P, n_classes=2, n_global=0, config=dict(t=0.4, p=0.25), dtype=torch.float64).numpy()
+    np.testing.assert_allclose(ml, NORM_HAND, atol=1e-15)       # no global node: ML-GCN's graph over the categories
+    G = clip_gcn_adjacency(COUNTS, PAIRS, n_classes=2, n_global=2, dtype=torch.float64).numpy()
     np.testing.assert_allclose(G, CLIP_HAND, atol=1e-15)
+    # one background: no background-background pair, so the paper's edge set and "all" agree
+    np.testing.assert_allclose(clip_gcn_adjacency(COUNTS, PAIRS, config={"edges": "all"}, dtype=torch.float64).numpy(),
+                               CLIP_HAND, atol=1e-15)
 
 
 def test_float32_default_and_P_argument():
-    G = clip_gcn_adjacency(COUNTS, PAIRS)
-    assert G.dtype == torch.float32 and G.shape == (5, 5)
+    G = clip_gcn_adjacency(COUNTS, PAIRS, n_classes=2)
+    assert G.dtype == torch.float32
     np.testing.assert_allclose(G.numpy(), CLIP_HAND, atol=1e-7)
-    np.testing.assert_allclose(clip_gcn_adjacency(P_HAND, dtype=torch.float64).numpy(), CLIP_HAND, atol=1e-15)
+    np.testing.assert_allclose(clip_gcn_adjacency(P_HAND, n_classes=2, dtype=torch.float64).numpy(), CLIP_HAND,
+                               atol=1e-15)
 
 
 def _random_counts(seed, n_images=80, K=9, zero=()):
@@ -71,13 +76,24 @@ def _random_counts(seed, n_images=80, K=9, zero=()):
     return L
 
 
-def _reference(L, t, p, n_global, w):
+def _reference(L, t, p, n_global, w, edges="all", n_classes=None):
     "Loop-by-loop float64 recomputation from the image-level mention matrix."
     n_img, K = L.shape
     N = [sum(L[a, i] for a in range(n_img)) for i in range(K)]
     NN = [[sum(L[a, i] * L[a, j] for a in range(n_img)) for j in range(K)] for i in range(K)]
     P = [[(NN[i][j] / N[i] if N[i] > 0 and i != j else 0.0) for j in range(K)] for i in range(K)]
-    A = [[1.0 if (i != j and P[i][j] >= t) else 0.0 for j in range(K)] for i in range(K)]
+    if edges == "none":
+        return np.array(P), np.eye(n_global + K)
+    kind = lambda i: "bg" if i >= n_classes else "class"
+
+    def allowed(i, j):
+        if edges == "all":
+            return True
+        if edges == "no_bg_bg":
+            return not (kind(i) == "bg" and kind(j) == "bg")
+        return kind(i) != kind(j)                                 # class_background
+
+    A = [[1.0 if (i != j and P[i][j] >= t and allowed(i, j)) else 0.0 for j in range(K)] for i in range(K)]
     Ap = [[0.0] * K for _ in range(K)]
     for i in range(K):
         deg = sum(A[i])
@@ -97,16 +113,35 @@ def _reference(L, t, p, n_global, w):
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("t,p,w", [(0.4, 0.25, 1.0), (0.2, 0.2, 0.5), (0.6, 0.5, 2.0)])
-def test_float64_recomputation(seed, t, p, w):
-    L = _random_counts(seed, zero=(3,) if seed % 2 else ())
-    P_ref, G_ref = _reference(L, t, p, 2, w)
+@pytest.mark.parametrize("edges", EDGES)
+def test_float64_recomputation(seed, t, p, w, edges):
+    L = _random_counts(seed, zero=(3,) if seed % 2 else ())      # 9 categories: 5 classes, 4 backgrounds
+    P_ref, G_ref = _reference(L, t, p, 2, w, edges, n_classes=5)
     counts, pairs = count_cooccurrences(L)
     np.testing.assert_allclose(conditional_probabilities(counts, pairs), P_ref, atol=1e-15)
-    cfg = dict(t=t, p=p, global_weight=w)
-    G64 = clip_gcn_adjacency(counts, pairs, config=cfg, dtype=torch.float64).numpy()
+    cfg = dict(t=t, p=p, global_weight=w, edges=edges)
+    G64 = clip_gcn_adjacency(counts, pairs, n_classes=5, config=cfg, dtype=torch.float64).numpy()
     np.testing.assert_allclose(G64, G_ref, atol=1e-14)
-    G32 = clip_gcn_adjacency(counts, pairs, config=GraphConfig(**cfg)).numpy()
+    G32 = clip_gcn_adjacency(counts, pairs, n_classes=5, config=GraphConfig(**cfg)).numpy()
     np.testing.assert_allclose(G32, G_ref, atol=1e-6)
+
+
+def test_edge_sets_by_hand():
+    "Two classes (0, 1) and two backgrounds (2, 3), every pair at P = 0.5: which pairs each edge set links."
+    full = np.full((4, 4), 0.5)
+    linked = {e: clip_gcn_adjacency(full, n_classes=2, n_global=0, config={"edges": e}).numpy() > 0 for e in EDGES}
+    off = ~np.eye(4, dtype=bool)
+    assert linked["all"][off].all()
+    assert {(i, j) for i, j in zip(*np.nonzero(~linked["no_bg_bg"]))} == {(2, 3), (3, 2)}
+    assert {(i, j) for i, j in zip(*np.nonzero(~linked["class_background"]))} == {(0, 1), (1, 0), (2, 3), (3, 2)}
+    np.testing.assert_array_equal(linked["none"], np.eye(4, dtype=bool))
+    # with the paper's edge set each node has 2 or 3 neighbours, P = 0.5 >= t: class rows 0.75, 0.25/3 x 3
+    G = clip_gcn_adjacency(full, n_classes=2, n_global=0, dtype=torch.float64).numpy()
+    Ap = np.array([[.75, 1 / 12, 1 / 12, 1 / 12], [1 / 12, .75, 1 / 12, 1 / 12],
+                   [.125, .125, .75, 0], [.125, .125, 0, .75]])
+    As = (Ap + Ap.T) / 2
+    d = As.sum(1)
+    np.testing.assert_allclose(G, As / np.sqrt(np.outer(d, d)), atol=1e-15)
 
 
 def test_count_cooccurrences_matches_loops():
@@ -125,7 +160,7 @@ def test_count_cooccurrences_matches_loops():
 def test_normalised_matrix_is_symmetric_with_spectrum_in_unit_interval(seed):
     counts, pairs = count_cooccurrences(_random_counts(seed, K=12))
     for n_global in (0, 2):
-        G = clip_gcn_adjacency(counts, pairs, n_global=n_global, dtype=torch.float64).numpy()
+        G = clip_gcn_adjacency(counts, pairs, n_classes=8, n_global=n_global, dtype=torch.float64).numpy()
         np.testing.assert_allclose(G, G.T, atol=0)
         ev = np.linalg.eigvalsh(G)
         assert ev.max() <= 1 + 1e-12 and ev.min() >= -1 - 1e-12
@@ -143,9 +178,7 @@ def test_reweighted_rows(p):
     np.testing.assert_allclose(np.diag(Ap)[~has], 1.0)                    # isolated: self loop 1
     off = Ap - np.diag(np.diag(Ap))
     np.testing.assert_allclose(off.sum(1)[has], p, atol=1e-15)
-    no_loops = reweight(A, p, self_loops=False)
-    np.testing.assert_allclose(np.diag(no_loops), 0)
-    np.testing.assert_allclose(no_loops.sum(1), np.where(has, p, 0.0), atol=1e-15)
+    np.testing.assert_allclose(reweight(A + np.eye(10), p), Ap, atol=0)   # the diagonal of A is ignored
 
 
 def test_zero_count_categories_are_isolated():
@@ -154,35 +187,29 @@ def test_zero_count_categories_are_isolated():
     P = conditional_probabilities(counts, pairs)
     assert np.all(P[1] == 0) and np.all(P[:, 1] == 0) and np.all(P[3] == 0)
     # P(2|0) = 0.5, P(0|2) = 0.8: only 0 <-> 2 linked; A' = rows [.75 0 .25 0], [0 1 0 0], [.25 0 .75 0], [0 0 0 1]
-    Ad = mlgcn_adjacency(P, dtype=torch.float64).numpy()
+    Ad = clip_gcn_adjacency(P, n_global=0, config={"edges": "all"}, dtype=torch.float64).numpy()
     np.testing.assert_allclose(Ad, [[.75, 0, .25, 0], [0, 1, 0, 0], [.25, 0, .75, 0], [0, 0, 0, 1]], atol=1e-15)
-    G = clip_gcn_adjacency(counts, pairs, dtype=torch.float64).numpy()
+    G = clip_gcn_adjacency(counts, pairs, n_classes=4, dtype=torch.float64).numpy()
     # zero-count node 1 (index 3 with globals): self loop 1 + two global links -> degree 3
     # globals: degree 1 + 4 = 5 -> link weight 1/sqrt(15); own entry 1/3
     np.testing.assert_allclose(G[3], [1 / np.sqrt(15), 1 / np.sqrt(15), 0, 1 / 3, 0, 0], atol=1e-15)
-    all_zero = clip_gcn_adjacency(np.zeros(3), np.zeros((3, 3)), n_global=0)
+    all_zero = clip_gcn_adjacency(np.zeros(3), np.zeros((3, 3)), n_classes=3, n_global=0)
     np.testing.assert_allclose(all_zero.numpy(), np.eye(3))
 
 
 def test_identity_and_ablation_options():
-    assert torch.equal(clip_gcn_adjacency(COUNTS, PAIRS, identity=True), torch.eye(5))
-    assert torch.equal(clip_gcn_adjacency(COUNTS, PAIRS, n_global=0, identity=True, dtype=torch.float64),
+    none = {"edges": "none"}
+    assert torch.equal(clip_gcn_adjacency(COUNTS, PAIRS, config=none), torch.eye(5))   # n_classes not needed
+    assert torch.equal(clip_gcn_adjacency(COUNTS, PAIRS, n_global=0, config=none, dtype=torch.float64),
                        torch.eye(3, dtype=torch.float64))
+    assert torch.equal(clip_gcn_adjacency(COUNTS, PAIRS, n_global=1, config=none), torch.eye(4))
     # p = 0: no category-category edge, globals still linked
-    G = clip_gcn_adjacency(COUNTS, PAIRS, config={"p": 0.0}, dtype=torch.float64).numpy()
+    G = clip_gcn_adjacency(COUNTS, PAIRS, n_classes=2, config={"p": 0.0}, dtype=torch.float64).numpy()
     np.testing.assert_allclose(G[2:, 2:], np.eye(3) / 3, atol=1e-15)
     # no global links: globals isolated with a self loop, category block = ML-GCN graph
-    G = clip_gcn_adjacency(COUNTS, PAIRS, config={"global_links": False}, dtype=torch.float64).numpy()
+    G = clip_gcn_adjacency(COUNTS, PAIRS, n_classes=2, config={"global_weight": 0.0}, dtype=torch.float64).numpy()
     np.testing.assert_allclose(G[:2, :2], np.eye(2)); np.testing.assert_allclose(G[:2, 2:], 0)
     np.testing.assert_allclose(G[2:, 2:], NORM_HAND, atol=1e-15)
-
-
-def test_symmetrize_off_gives_directed_block():
-    A = category_adjacency(P_HAND, {"symmetrize": False})
-    np.testing.assert_allclose(A, AP_HAND, atol=1e-15)
-    # rows of A' sum to 1, so D = I and normalisation leaves the directed matrix unchanged
-    np.testing.assert_allclose(mlgcn_adjacency(P_HAND, config={"symmetrize": False}, dtype=torch.float64).numpy(),
-                               AP_HAND, atol=1e-15)
     np.testing.assert_allclose(normalize_symmetric(np.zeros((2, 2))), 0)  # zero degree -> zero row, no nan
 
 
@@ -219,18 +246,24 @@ def test_top_conditionals_and_heatmap():
 ])
 def test_bad_counts_raise(counts, pairs, match):
     with pytest.raises(ValueError, match=match): conditional_probabilities(counts, pairs)
-    with pytest.raises(ValueError, match=match): clip_gcn_adjacency(counts, pairs)
+    with pytest.raises(ValueError, match=match): clip_gcn_adjacency(counts, pairs, n_classes=2)
 
 
 def test_bad_options_raise():
-    with pytest.raises(ValueError, match="GraphConfig.t"): GraphConfig(t=0)
+    with pytest.raises(ValueError, match=r"GraphConfig.t must be in \(0, 1\], got 0"): GraphConfig(t=0)
     with pytest.raises(ValueError, match="GraphConfig.p"): clip_gcn_adjacency(COUNTS, PAIRS, config={"p": -0.1})
     with pytest.raises(ValueError, match="global_weight"): GraphConfig(global_weight=-1)
+    with pytest.raises(ValueError, match="GraphConfig.edges must be one of"): GraphConfig(edges="identity")
     with pytest.raises(ValueError, match=r"unknown GraphConfig fields \['tau'\]"): clip_gcn_adjacency(COUNTS, PAIRS, config={"tau": 1})
     with pytest.raises(TypeError, match="expected a GraphConfig, a dict or None"): clip_gcn_adjacency(COUNTS, PAIRS, config=[0.4])
-    with pytest.raises(ValueError, match="n_global"): clip_gcn_adjacency(COUNTS, PAIRS, n_global=-1)
+    with pytest.raises(ValueError, match="n_global"): clip_gcn_adjacency(COUNTS, PAIRS, n_classes=2, n_global=-1)
     with pytest.raises(ValueError, match="pass \\(counts, pair_counts\\)"): clip_gcn_adjacency(COUNTS)
-    with pytest.raises(ValueError, match="not a probability"): mlgcn_adjacency(P_HAND * 2)
+    with pytest.raises(ValueError, match="not a probability"): clip_gcn_adjacency(P_HAND * 2, n_classes=2)
     with pytest.raises(ValueError, match="to pass P alone"): clip_gcn_adjacency(P_HAND, 2)
-    with pytest.raises(ValueError, match="square"): mlgcn_adjacency(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="square"): clip_gcn_adjacency(np.zeros((2, 3)), n_classes=2)
     with pytest.raises(ValueError, match=r"\[0, 1\]"): count_cooccurrences([[0, 2]])
+    for edges in ("no_bg_bg", "class_background"):   # the edge sets that tell classes from backgrounds need C
+        with pytest.raises(ValueError, match=f"edges='{edges}' tells classes from backgrounds: pass n_classes in 0..3"):
+            clip_gcn_adjacency(COUNTS, PAIRS, config={"edges": edges})
+        with pytest.raises(ValueError, match="pass n_classes"):
+            clip_gcn_adjacency(COUNTS, PAIRS, n_classes=4, config={"edges": edges})

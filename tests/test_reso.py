@@ -85,10 +85,48 @@ def test_regions_bad_input():
         small_object_regions(np.zeros(16), np.ones((1, 1)))
     with pytest.raises(ValueError, match="unknown ResoConfig fields"):
         small_object_regions(np.zeros((1, 1, 16)), np.ones((1, 1)), {"threshold": 0.3})
-    for bad, msg in [(dict(tau=1.0), "tau"), (dict(epsilon=0), "epsilon"), (dict(margin=-1), "margin"),
-                     (dict(connectivity=6), "connectivity"), (dict(min_crop_px=0), "min_crop_px")]:
+    for bad, msg in [(dict(tau=1.0), r"ResoConfig.tau must be in \[0, 1\), got 1.0"), (dict(epsilon=0), "epsilon"),
+                     (dict(margin=-1), "margin"), (dict(normalize="zscore"), "'minmax' or 'softmax'"),
+                     (dict(min_crop_px=0), "min_crop_px")]:
         with pytest.raises(ValueError, match=msg):
             ResoConfig(**bad)
+    for gone in ("start_epoch", "total_epochs", "temperature", "connectivity"):   # the schedule is TrainConfig's
+        with pytest.raises(ValueError, match=f"unknown ResoConfig fields \\['{gone}'\\]"):
+            small_object_regions(np.zeros((1, 1, 16)), np.ones((1, 1)), {gone: 1})
+
+
+def softmax_reference(maps, pseudo, tau, epsilon, n_classes):
+    "Loop-by-loop float64 reference of the 'softmax' reading: cell (x, y) in F when o's share there exceeds tau."
+    B, K, h, w = maps.shape
+    out = []
+    for i in range(B):
+        for o in range(n_classes):
+            if pseudo[i, o] <= 0:
+                continue
+            cells = []
+            for y in range(h):
+                for x in range(w):
+                    e = [np.exp((maps[i, k, y, x] - maps[i, :, y, x].max()) / 0.01) for k in range(K)]
+                    if e[o] / sum(e) > tau:
+                        cells.append((y, x))
+            if 0 < len(cells) < epsilon * h * w:
+                out.append((i, o, len(cells) / (h * w)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_softmax_normalisation_matches_a_loop_reference(seed):
+    rng = np.random.default_rng(seed)
+    maps = 0.2 + 0.02 * rng.standard_normal((3, 4, 6, 6))
+    maps[:, 0] -= 0.05
+    maps[:, 0, 1:3, 1:3] += 0.2     # category 0 dominates a 2x2 block (by 0.15) and nothing else
+    pseudo = (rng.random((3, 4)) < 0.7).astype(float)
+    cfg = dict(normalize="softmax", tau=0.5, epsilon=0.3)
+    ours = [(r.image_index, r.category, r.area) for r in small_object_regions(maps, pseudo, cfg, n_classes=3)]
+    ref = softmax_reference(maps, pseudo, 0.5, 0.3, 3)
+    assert [(i, o) for i, o, _ in ours] == [(i, o) for i, o, _ in ref]
+    np.testing.assert_allclose([a for *_, a in ours], [a for *_, a in ref], atol=0)
+    assert [(i, a) for i, o, a in ours if o == 0] == [(i, 4 / 36) for i in np.flatnonzero(pseudo[:, 0])]
 
 
 def test_model_output_feeds_reso():
@@ -116,9 +154,11 @@ def test_model_output_feeds_reso():
 def test_components_and_boxes():
     ring = np.ones((3, 3), bool)
     ring[1, 1] = False
-    assert connected_components(ring, 4)[1] == 1
+    assert connected_components(ring)[1] == 1
     checker = np.array([[1, 0], [0, 1]], bool)
-    assert connected_components(checker, 4)[1] == 2 and connected_components(checker, 8)[1] == 1
+    assert connected_components(checker)[1] == 1                      # 8-neighbours: touching corners connect
+    labels, n = connected_components(np.array([[1, 1, 0, 1]], bool))
+    assert n == 2 and labels.tolist() == [[1, 1, 0, 2]]
     labels, n = connected_components(np.zeros((3, 3), bool))
     assert n == 0 and not labels.any()
     # ties between equal-size components: the one with the peak wins
@@ -162,30 +202,28 @@ def test_crop_targets():
     assert isinstance(t, torch.Tensor) and t.tolist() == [0, 0, 1, 0] and m.tolist() == [0, 1, 1, 1]
     with pytest.raises(ValueError, match="not a pseudo label"):
         crop_targets(np.array([1, 0, 0]), 2)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"category in \[0, K\), got shape \(3,\) and category 3"):
         crop_targets(np.array([1, 0, 0]), 3)
-    with pytest.raises(ValueError, match=r"\(K,\) vector"):
+    with pytest.raises(ValueError, match=r"one image's \(K,\) pseudo labels"):
         crop_targets(np.ones((2, 3)), 0)
 
 
 def test_region_targets_feed_the_masked_loss():
-    from bacgcn.model import MaskedBCELoss
+    from bacgcn.model import masked_bce
     pseudo = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
     regions = [SmallRegion(0, 1, (0, 0, 1, 1), 0.05), SmallRegion(1, 2, (0, 0, 1, 1), 0.05)]
     T, M = region_targets(regions, pseudo)
     assert T.tolist() == [[0, 1, 0], [0, 0, 1]] and M.tolist() == [[0, 1, 1], [0, 1, 1]]
     logits = torch.tensor([[5.0, 0.0, 0.0], [-5.0, 0.0, 0.0]])
     # only the kept entries count: the four kept entries all have logit 0, so each costs log 2
-    assert MaskedBCELoss()(logits, T, M).item() == pytest.approx(np.log(2))
+    assert masked_bce(logits, T, M).item() == pytest.approx(np.log(2))
     with pytest.raises(ValueError, match="no regions"):
         region_targets([], pseudo)
 
 
-def test_schedule_and_as_grid():
-    cfg = ResoConfig()
-    assert [e for e in range(1, 17) if cfg.active(e)] == [11, 12, 13, 14, 15, 16]
-    with pytest.raises(ValueError, match="count from 1"):
-        cfg.active(0)
-    assert as_grid(np.zeros((2, 3, 196))).shape == (2, 3, 14, 14)
+def test_as_grid():
+    np.testing.assert_array_equal(as_grid(np.arange(12.0).reshape(1, 1, 12), grid=(3, 4))[0, 0],
+                                  [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])      # row-major, as ViT patches
+    np.testing.assert_array_equal(as_grid(np.arange(196.0).reshape(1, 1, 196))[0, 0, 2], np.arange(28.0, 42.0))
     with pytest.raises(ValueError, match="grid says"):
         as_grid(np.zeros((1, 1, 4, 4)), grid=(2, 8))
