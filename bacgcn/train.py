@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import as_config, resolve_device
-from .features import FEATURE_KEYS, FeatureSource
+from .features import FEATURE_KEYS, Features
 from .files import load_torch, save_torch_atomic, write_json_atomic
 from .graph import GraphConfig
 from .metrics import mean_average_precision
@@ -68,7 +68,7 @@ class TrainConfig:
 # %% ../nbs/14_train.ipynb #aa4c54ae
 @dataclass
 class Segment:
-    source: FeatureSource
+    source: Features
     rows: np.ndarray  # n    rows of `source`
     targets: np.ndarray  # n, K float32
     masks: np.ndarray  # n, K float32 (1 = counts in the loss)
@@ -105,7 +105,7 @@ class TrainingSet:
 
 # %% ../nbs/14_train.ipynb #b17c62ea
 @torch.no_grad()
-def predict_logits(model: BACGCN, source: FeatureSource, rows=None, batch_size: int = 256, device="cpu") -> np.ndarray:
+def predict_logits(model: BACGCN, source: Features, rows=None, batch_size: int = 256, device="cpu") -> np.ndarray:
     "Logits (n, K) of `model` for `rows` of `source` (all rows by default)."
     rows = np.arange(source.n) if rows is None else np.asarray(rows)
     model.eval()
@@ -117,7 +117,7 @@ def predict_logits(model: BACGCN, source: FeatureSource, rows=None, batch_size: 
 
 
 @torch.no_grad()
-def zero_shot_scores(source: FeatureSource, text, kinds=ZERO_SHOT_KINDS, rows=None, batch_size: int = 256) -> dict:
+def zero_shot_scores(source: Features, text, kinds=ZERO_SHOT_KINDS, rows=None, batch_size: int = 256) -> dict:
     "Scores (n, K) of each zero-shot baseline in `kinds` from the cached features and text embeddings (K, D)."
     rows = np.arange(source.n) if rows is None else np.asarray(rows)
     out = {k: [] for k in kinds}
@@ -147,7 +147,7 @@ class Trainer:
     `log(str)`, if given, gets one line per epoch."""
 
     def __init__(self, model: BACGCN, train_set: TrainingSet, config: TrainConfig | dict, out_dir, *,
-                 eval_source: FeatureSource | None = None, eval_labels: np.ndarray | None = None, reso_builder=None,
+                 eval_source: Features | None = None, eval_labels: np.ndarray | None = None, reso_builder=None,
                  progress: bool = True, identity: dict | None = None, log=None):
         self.config = config = as_config(TrainConfig, config)
         self.device = resolve_device(config.device)
