@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from bacgcn.captions import (CaptionConfig, CaptionFilter, PseudoLabels, align, cooccurrence,
-                             filter_captions_to_dir, format_score, per_class_table, pseudo_labels, read_captions,
-                             read_label_sets, score_captions_files, score_pseudo_labels, tokenize, vocab_with_synonyms)
+from bacgcn.captions import (CaptionConfig, CaptionFilter, PseudoLabels, align, cooccurrence, filter_captions_to_dir,
+                             format_score, per_class_scores, pseudo_labels, read_caption_file, read_captions,
+                             score_captions_files, score_pseudo_labels, tokenize, vocab_with_synonyms)
+from bacgcn.config import as_config
+from bacgcn.data import read_label_list
 from bacgcn.vocab import Vocab, load_vocab
 from real_data import real_file
 
@@ -123,9 +125,9 @@ def test_pseudo_labels_hand_example():
                                                        0.9 * 2 / 2 + 0.1 * (1 / 3 + 1 / 2) / 2], rtol=1e-6)
     np.testing.assert_allclose(pl.soft[1, [P, D, SKY]], [0.9 + 0.1, 0.9 * 0.25 + 0.1 * 0.5 / 4, 0.9 + 0.1 * 0.5], rtol=1e-6)
     assert pl.soft[2].max() == 0
-    n, nn = cooccurrence(expected)
-    np.testing.assert_array_equal(pl.counts, n)
-    np.testing.assert_array_equal(pl.pair_counts, nn)
+    # N_k and N_kl counted image by image
+    np.testing.assert_array_equal(pl.counts, sum(h.astype(int) for h in expected))
+    np.testing.assert_array_equal(pl.pair_counts, sum(np.outer(h, h).astype(int) for h in expected))
     assert (pl.counts[P], pl.pair_counts[P, D], pl.pair_counts[D, S], pl.pair_counts[P, SKY], pl.pair_counts[D, SKY]) == (2, 1, 1, 1, 0)
     assert (np.diag(pl.pair_counts) == pl.counts).all() and (pl.pair_counts == pl.pair_counts.T).all()
 
@@ -146,7 +148,7 @@ def test_save_load_round_trip(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["categories.json", "image_ids.txt", "pseudo_labels.npz", "summary.json"]
     back = PseudoLabels.load(out)
     assert (back.image_ids, back.categories, back.n_classes) == (pl.image_ids, pl.categories, pl.n_classes)
-    for name in ("soft", "hard", "counts", "pair_counts", "votes", "n_informative"):
+    for name in ("soft", "hard", "counts", "pair_counts", "votes"):
         np.testing.assert_array_equal(getattr(back, name), getattr(pl, name))
         assert getattr(back, name).dtype == getattr(pl, name).dtype
     assert back.config["min_share"] == 0.3 and back.config["vocab"] == "voc2007"
@@ -169,7 +171,7 @@ def test_load_bad_folder(tmp_path):
 def test_read_captions_joins_files(tmp_path):
     c = write(tmp_path, "c.json", {"001.": ["a dog", "two dogs"], "002.": ["a cat", ""]})
     r = write(tmp_path, "r.json", {"002.": ["a cat on a sofa"], "001.": ["dog"]})
-    caps = read_captions(c, r)
+    caps = read_captions(c, r, expected=None)
     assert dict(caps) == {"001": ["a dog", "two dogs", "dog"], "002": ["a cat", "", "a cat on a sofa"]}
     assert caps.report["n_empty_captions"] == 1 and caps.report["n_captions"] == 6
 
@@ -189,7 +191,8 @@ def test_read_captions_not_utf8(tmp_path):
 @pytest.mark.parametrize("obj, match", [({"007.": "a dog"}, "entry '007.' must be a list of strings"),
                                         ({"007.": ["a dog", 3]}, "entry '007.' must be a list of strings"),
                                         (["a dog"], "expected a JSON object"),
-                                        ({"007.": ["a"], "007": ["b"]}, "same image id")])
+                                        ({"007.": ["a"], "007": ["b"]}, "same image id"),
+                                        ('{"007.": ["a"], "007.": ["b"]}', "key '007.' appears twice")])
 def test_read_captions_bad_entries(tmp_path, obj, match):
     with pytest.raises(ValueError, match=match) as e:
         read_captions(write(tmp_path, "caps.json", obj))
@@ -200,22 +203,64 @@ def test_read_captions_missing_ids(tmp_path):
     c = write(tmp_path, "c.json", {"001.": ["a dog"], "002.": ["a cat"]})
     r = write(tmp_path, "r.json", {"001.": ["dog"], "003.": ["a bird"]})
     with pytest.raises(ValueError, match=r"1 ids only in .*c\.json \('002'\) and 1 ids only in .*r\.json \('003'\)"):
-        read_captions(c, r)
+        read_captions(c, r, expected=None)
     with pytest.warns(UserWarning, match="dropped"):
-        assert sorted(read_captions(c, r, missing="drop")) == ["001"]
+        assert sorted(read_captions(c, r, missing="drop", expected=None)) == ["001"]
     with pytest.warns(UserWarning, match="kept"):
-        kept = read_captions(c, r, missing="keep")
+        kept = read_captions(c, r, missing="keep", expected=None)
     assert kept["002"] == ["a cat"] and kept["003"] == ["a bird"]
     assert (kept.report["only_in_captions"], kept.report["only_in_recaptions"]) == (["002"], ["003"])
     with pytest.raises(ValueError, match="missing must be"):
         read_captions(c, r, missing="ignore")
 
 
+def test_caption_counts_other_than_six_are_reported(tmp_path):
+    "Issue 19: an image with 1 caption and one with 13 were used without a word; now a warning names both."
+    from bacgcn.captions import caption_count_problems
+    six = [f"a dog {k}" for k in range(6)]
+    c = write(tmp_path, "c.json", {"001.": six, "002.": ["a dog"], "003.": six * 2 + ["a cat"], "004.": six})
+    r = write(tmp_path, "r.json", {"001.": six, "002.": six, "003.": six, "004.": six[:5]})
+    assert caption_count_problems(c) == [("002", 1), ("003", 13)]
+    assert caption_count_problems(r) == [("004", 5)]
+    assert caption_count_problems({"001.": six, "002": six[:2]}) == [("002", 2)]
+    assert caption_count_problems(c, expected=1) == [("001", 6), ("003", 13), ("004", 6)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        caps = read_captions(c, r)
+    messages = sorted(str(w.message) for w in seen)
+    assert len(messages) == 2 and all(w.category is UserWarning for w in seen)
+    assert messages[0].startswith(f"{c}: 2 of 4 images have a number of captions other than the format's 6: "
+                                  "'002' (1), '003' (13)")
+    assert messages[1].startswith(f"{r}: 1 of 4 images have a number of captions other than the format's 6: '004' (5)")
+    assert caps.report["wrong_counts"] == {str(c): [("002", 1), ("003", 13)], str(r): [("004", 5)]}
+    assert len(caps["003"]) == 19                                      # still read: the counts are reported, not cut
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # expected=None: any count, no warning
+        assert read_captions(c, r, expected=None).report["wrong_counts"] == {}
+        assert read_captions(c, r, expected=None)["002"] == ["a dog"] + six
+    many = write(tmp_path, "many.json", {f"{k:03d}.": six if k % 3 == 0 else six[:k % 3] for k in range(20)})
+    with pytest.warns(UserWarning, match=r"13 of 20 images .*: '001' \(1\), '002' \(2\), '004' \(1\), '005' \(2\), "
+                                         r"'007' \(1\) and 8 more"):
+        read_captions(many)
+
+
+def test_caption_counts_reach_the_score_and_filter_commands(tmp_path, capsys):
+    "`bacgcn captions score/filter` read through read_captions: the warning reaches the user."
+    from bacgcn.cli import main
+    P = VOC.index("person")
+    c = write(tmp_path, "c.json", {"a.": ["a man"] * 6, "b.": ["a man"] * 13})
+    lab = write(tmp_path, "gt.txt", f"a {P}\nb {P}\n")
+    for argv in (["captions", "score", "--captions", str(c), "--vocab", "voc2007", "--labels", str(lab)],
+                 ["captions", "filter", "--captions", str(c), "--vocab", "voc2007", "--out", str(tmp_path / "out")]):
+        with pytest.warns(UserWarning, match=r"c\.json: 1 of 2 images .* other than the format's 6: 'b' \(13\)"):
+            assert main(argv) == 0
+
+
 def test_read_captions_all_empty(tmp_path):
     c = write(tmp_path, "c.json", {"001.": ["a dog", ""], "002.": ["", "  "]})
     with pytest.raises(ValueError, match=r"1 images have only empty captions in .*c\.json: '002'"):
-        read_captions(c)
-    caps = read_captions(c, allow_empty=True)
+        read_captions(c, expected=None)
+    caps = read_captions(c, allow_empty=True, expected=None)
     assert caps.report["images_all_empty"] == ["002"] and caps.report["n_empty_captions"] == 3
     pl = pseudo_labels(caps, VOC)
     assert pl.hard[1].sum() == 0 and pl.soft[1].sum() == 0
@@ -228,13 +273,31 @@ def test_read_captions_missing_file(tmp_path):
 
 def test_config_errors():
     with pytest.raises(ValueError, match=r"unknown CaptionConfig fields \['minvotes'\]"):
-        CaptionConfig.from_any({"minvotes": 2})
-    for bad in ({"min_votes": 0}, {"min_share": -0.1}, {"share_of": "twelve"}, {"salience_weight": 1.0},
-                {"echo_patterns": ["(unclosed"]}, {"requires_context": {"table": "dinner"}}):
-        with pytest.raises(ValueError, match="CaptionConfig"):
-            CaptionConfig.from_any(bad)
+        as_config(CaptionConfig, {"minvotes": 2})
+    for bad, field in (({"min_votes": 0}, "min_votes"), ({"min_share": -0.1}, "min_share"),
+                       ({"share_of": "twelve"}, "share_of"), ({"salience_weight": 1.0}, "salience_weight"),
+                       ({"remove_patterns": ["(unclosed"]}, "remove_patterns"), ({"context_rules": {"table": "dinner"}},
+                       "context_rules"), ({"context_rules": {"table": {"requires": "dinner"}}}, "context_rules"),
+                       ({"context_rules": {"table": {"unless": ["dinner"]}}}, "context_rules")):
+        with pytest.raises(ValueError, match=f"CaptionConfig.{field}"):
+            as_config(CaptionConfig, bad)
     with pytest.raises(TypeError):
-        CaptionConfig.from_any(["min_votes", 2])
+        as_config(CaptionConfig, ["min_votes", 2])
+
+
+def test_word_lists_are_the_shipped_data_and_can_be_replaced():
+    "The defaults come from bacgcn/assets/caption_rules.json (read as a file here, independently of the module)."
+    rules = json.loads((Path(__file__).resolve().parents[1] / "bacgcn" / "assets" / "caption_rules.json").read_text())
+    cfg = CaptionConfig()
+    assert cfg.stop_phrases == [p for group in rules["stop_phrases"].values() for p in group] and "hot dog" in cfg.stop_phrases
+    assert cfg.remove_patterns == [p for group in rules["remove_patterns"].values() for p in group]
+    assert cfg.context_rules == rules["context_rules"] and "dinner" in cfg.context_rules["table"]["requires"]
+    cfg.context_rules["table"]["requires"].append("desk")             # a config's lists are its own
+    assert "desk" not in CaptionConfig().context_rules["table"]["requires"]
+    # replacing a list changes what the filter does
+    assert CaptionFilter(VOC).mentioned_names("a table with a laptop") == []
+    assert CaptionFilter(VOC, {"context_rules": {}}).mentioned_names("a table with a laptop") == ["diningtable"]
+    assert CaptionFilter(VOC, {"stop_phrases": []}).mentioned_names("a cat in a dog bed") == ["cat", "dog"]
 
 
 def test_pseudo_labels_rejects_string_captions():
@@ -263,7 +326,8 @@ def test_score_pseudo_labels_against_independent_computation():
     soft = rng.random((N, K)).astype(np.float32)
     hard = (soft > 0.6).astype(np.uint8)
     n, nn = cooccurrence(hard)
-    pl = PseudoLabels([str(i) for i in range(N)], VOC.categories, soft, hard, n, nn, n_classes=C)
+    pl = PseudoLabels([str(i) for i in range(N)], VOC.categories, soft, hard, n_classes=C)
+    np.testing.assert_array_equal(pl.counts, n)
     Y = rng.integers(0, 2, (N, C)).astype(np.int8)
     Y[rng.random((N, C)) < 0.05] = -1
     Y[:, 3] = np.where(Y[:, 3] > 0, 0, Y[:, 3])                     # a class without positives
@@ -282,8 +346,8 @@ def test_score_pseudo_labels_against_independent_computation():
     as_dict = {str(i): set(np.flatnonzero(Y[i] == 1)) for i in range(N)}
     Y0 = np.where(Y < 0, 0, Y)
     assert score_pseudo_labels(pl, as_dict)["micro_r"] == pytest.approx(score_pseudo_labels(pl, Y0)["micro_r"])
-    table = per_class_table(pl, Y)
-    assert list(table.index) == VOC.classes and table.loc["bird", "tp"] == (H & pos)[:, 2].sum()
+    per_class = per_class_scores(pl, Y)
+    np.testing.assert_array_equal(per_class["tp"], (H & pos).sum(0))
 
 
 def test_score_with_a_dataset_like_object():
@@ -301,7 +365,9 @@ def test_score_captions_files_and_format(tmp_path):
     c = write(tmp_path, "c.json", {f"{k}.": v[:2] for k, v in TOY.items()})
     r = write(tmp_path, "r.json", {f"{k}.": v[2:] for k, v in TOY.items()})
     lab = write(tmp_path, "gt.txt", f"a {P} {D} {S}\nb {P} {D}\n\nz {P}\n")
-    res = score_captions_files(c, r, "voc2007", lab)
+    with pytest.warns(UserWarning, match="other than the format's 6") as seen:   # 2 or 1 captions, not 6
+        res = score_captions_files(c, r, "voc2007", lab)
+    assert {str(w.message).split(":")[0] for w in seen} == {str(c), str(r)}
     assert (res["n_images"], res["n_captioned_without_labels"], res["n_labelled_without_captions"]) == (2, 1, 1)
     assert res["micro_p"] == 1.0 and res["micro_r"] == pytest.approx(0.8)
     assert res["per_class"]["dog"] == dict(n_pos=2, n_pred=1, precision=1.0, recall=0.5, ap=1.0)
@@ -311,17 +377,16 @@ def test_score_captions_files_and_format(tmp_path):
     assert "micro  P 1.000  R 0.800" in text and "dog" in text
 
 
-@pytest.mark.parametrize("content, match", [("a 3\nb 25\n", r"gt\.txt, line 2 \(b\): class indices \[25\] out of range"),
-                                            ("a x\n", r"gt\.txt, line 1 \(a\): class indices must be integers"),
-                                            ("a 1\na 2\n", r"gt\.txt, line 2: image 'a' is listed twice"),
-                                            ("\n", "no labelled images")])
-def test_label_list_errors(tmp_path, content, match):
-    with pytest.raises(ValueError, match=match):
-        read_label_sets(write(tmp_path, "gt.txt", content), 20)
+def test_score_captions_files_names_a_bad_label_list(tmp_path):
+    c = write(tmp_path, "c.json", {f"{k}.": (v * 6)[:6] for k, v in TOY.items()})
+    with pytest.raises(ValueError, match=r"gt\.txt.*line 2: class index 25 out of range"):
+        score_captions_files(c, None, "voc2007", write(tmp_path, "gt.txt", "a 3\nb 25\n"))
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        score_captions_files(c, None, "voc2007", tmp_path / "nope.txt")
 
 
 def test_filter_captions_to_dir(tmp_path):
-    c = write(tmp_path, "c.json", {f"{k}.": v for k, v in TOY.items()})
+    c = write(tmp_path, "c.json", {f"{k}.": (v * 6)[:6] for k, v in TOY.items()})
     out = filter_captions_to_dir(c, None, "voc2007", tmp_path / "out")
     adj = np.load(out / "adjacency.npy")
     assert adj.shape == (2 + 44, 2 + 44) and np.allclose(adj, adj.T)
@@ -341,13 +406,25 @@ def test_vocab_with_synonyms(tmp_path):
 @pytest.fixture(scope="module")
 def voc_real():
     labels = real_file("labels", "voc2007_trainval_cls.txt")
-    caps = read_captions(real_file("captions", "voc2007_captions.json"), real_file("captions", "voc2007_re_captions.json"))
-    return caps, read_label_sets(labels, VOC.n_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # six captions and six re-captions everywhere
+        caps = read_captions(real_file("captions", "voc2007_captions.json"),
+                             real_file("captions", "voc2007_re_captions.json"))
+    return caps, {i: set(np.flatnonzero(y)) for i, y in zip(*_labels(labels))}
+
+
+def _labels(path):
+    "(ids, 0/1 rows) of a label list, read here with plain Python as the reference."
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    Y = np.zeros((len(rows), VOC.n_classes), np.int8)
+    for r, (_, *idx) in enumerate(rows):
+        Y[r, [int(k) for k in idx]] = 1
+    return [row[0] for row in rows], Y
 
 
 def test_real_voc2007_quality_target(voc_real):
     caps, gt = voc_real
-    assert len(caps) == 5011 and caps.report["n_captions"] == 5011 * 12
+    assert len(caps) == 5011 and caps.report["n_captions"] == 5011 * 12 and caps.report["wrong_counts"] == {}
     pl = pseudo_labels(caps, VOC)
     res = score_pseudo_labels(pl, gt)
     assert res["n_images"] == 5011
@@ -359,6 +436,8 @@ def test_real_voc2007_quality_target(voc_real):
     sk = np.mean([average_precision_score(Y[:, c], pl.soft[:, c]) for c in range(VOC.n_classes)])
     assert res["vote_map"] == pytest.approx(sk, abs=1e-12)
     # the held-out half (odd ids; the defaults were chosen on the even ids) meets the target too
+    # the label list read by bacgcn.data gives the same scores as the reference dict
+    assert score_pseudo_labels(pl, read_label_list(real_file("labels", "voc2007_trainval_cls.txt"), VOC.classes)) == res
     odd = score_pseudo_labels(align(pl, [i for i in pl.image_ids if int(i) % 2 == 1])[0], gt)
     assert odd["micro_f1"] >= 0.855 and odd["vote_map"] >= 0.83
 
