@@ -22,15 +22,10 @@ from tqdm.auto import tqdm
 
 from .captions import CaptionFilter, caption_count_problems, read_caption_file
 from .config import as_config, read_config_file, resolve_device
-from .data import load_dataset
+from .data import as_items, load_dataset
 from .features import ImageReadError, read_image
 from .files import write_json_atomic
 from .vocab import BUILTIN_VOCABS, Vocab, load_vocab
-
-try:
-    from bacgcn.data import as_items
-except ImportError:  # until bacgcn.data.as_items lands: the same function, in its old place
-    from bacgcn.features import as_items
 
 # %% auto #0
 __all__ = ['QUESTIONS', 'CAPTION_PROMPTS', 'RECAPTION_PROMPTS', 'DEFAULT_MODEL', 'STATE_VERSION', 'IDENTITY_KEYS',

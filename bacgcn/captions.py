@@ -525,7 +525,8 @@ def filter_captions_to_dir(captions, recaptions, vocab, out_dir, config: Caption
     "Write the pseudo-label folder for caption files, plus `adjacency.npy` (CLIP-GCN adjacency, bacgcn.graph)."
     pl = pseudo_labels(read_captions(captions, recaptions, missing=missing), vocab, config)
     out = pl.save(out_dir)
-    np.save(out / "adjacency.npy", clip_gcn_adjacency(pl.counts, pl.pair_counts, config=graph_config).numpy())
+    adj = clip_gcn_adjacency(pl.counts, pl.pair_counts, n_classes=pl.n_classes, config=graph_config)
+    np.save(out / "adjacency.npy", adj.numpy())
     return out
 
 # %% ../nbs/05_captions.ipynb #d985a73b

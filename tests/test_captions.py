@@ -391,6 +391,10 @@ def test_filter_captions_to_dir(tmp_path):
     adj = np.load(out / "adjacency.npy")
     assert adj.shape == (2 + 44, 2 + 44) and np.allclose(adj, adj.T)
     assert PseudoLabels.load(out).image_ids == ["a", "b", "c"]
+    # the adjacency of the written hard labels' counts, with VOC's 20 classes told from its 24 backgrounds
+    from bacgcn.graph import clip_gcn_adjacency
+    hard = np.load(out / "pseudo_labels.npz")["hard"].astype(np.int64)
+    np.testing.assert_allclose(adj, clip_gcn_adjacency(hard.sum(0), hard.T @ hard, n_classes=20).numpy())
 
 
 def test_vocab_with_synonyms(tmp_path):
