@@ -432,8 +432,11 @@ def _regions(bgs: list[str], horizon: int | None, S: int) -> list:
     return [(bgs[0], horizon / S, (0, horizon)), (bgs[1], 1 - horizon / S, (horizon, S))]
 
 
-def make_scene(cfg: SynthConfig | dict | None = None, stream: str | int = "train", index: int = 0) -> Scene:
-    "Draw and render scene `index` of `stream` (see the steps above). Deterministic in (cfg.seed, stream, index)."
+def make_scene(
+    cfg: SynthConfig | dict | None = None, stream: str | int = "train", index: int = 0, objects: bool = True
+) -> Scene:
+    """Draw and render scene `index` of `stream` (see the steps above). Deterministic in (cfg.seed, stream, index).
+    `objects=False`: the same backgrounds without any object."""
     cfg = SynthConfig.from_dict(cfg)
     rng = scene_rng(cfg, stream, index)
     W, H = cfg.shape(index)
@@ -445,7 +448,7 @@ def make_scene(cfg: SynthConfig | dict | None = None, stream: str | int = "train
         canvas[lo:hi] = _texture(bg, rng, H, W, (lo, hi))[lo:hi]
     n = 1 + rng.choice(len(cfg.n_objects_probs), p=np.array(cfg.n_objects_probs) / sum(cfg.n_objects_probs))
     placed = []  # (class, draw box, region)
-    for _ in range(n):
+    for _ in range(n if objects else 0):
         c, r = _pick_object(rng, regions, [p[0] for p in placed], cfg.p_same_class)
         L = S * math.exp(rng.uniform(math.log(cfg.size_min), math.log(cfg.size_max)))  # log-uniform size
         a = ASPECT[CLASSES[c]]
