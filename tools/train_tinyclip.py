@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from bacgcn.config import as_config, cpu_model
-from bacgcn.synth import BACKGROUND_PHRASES, BACKGROUNDS, CLASS_NOUNS, CLASSES, PREPOSITION, SynthConfig, make_scene
-from bacgcn.synth import size_bucket, synth_vocab
+from bacgcn.synth import BACKGROUND_PHRASES, BACKGROUNDS, CLASS_NOUNS, CLASSES, PREPOSITION, SynthConfig, affinity_matrix
+from bacgcn.synth import make_scene, size_bucket, synth_vocab
 from bacgcn.tinyclip import TARGETS, world_diagnostics
 
 FORMAT = "bacgcn.tinyclip/v1 (fp16 open_clip CLIP state dict; token_embedding.weight stored as rows + ids)"
@@ -43,6 +43,7 @@ class AltTextConfig:
     p_second: float = 0.2  # add another object of the scene (a larger one more likely)
     p_background_only: float = 0.1  # name only the main background: "a photo of the sky."
     p_synonym: float = 0.2  # a synonym instead of the prompt name
+    p_context: float = 0.0  # name the main background's usual subject instead (seen or not): "a boat" for a lake
 
 
 @dataclass
@@ -110,17 +111,19 @@ def alt_text(scene, rng: np.random.Generator, cfg: AltTextConfig | dict | None =
     if rng.random() < cfg.p_background_only:
         return str(rng.choice(vocab.templates)).format(main_bg)
     big = max(scene.instances, key=scene.size)
-    name = CLASSES[big.cls]
+    c, bg = big.cls, BACKGROUNDS[big.background]
+    if cfg.p_context and rng.random() < cfg.p_context:  # web alt-text names the place's topic, not what is seen
+        col = affinity_matrix()[:, BACKGROUNDS.index(main_bg)]
+        c, bg = int(rng.choice(len(CLASSES), p=col / col.sum())), main_bg
     if rng.random() < cfg.p_template and cfg.p_synonym < 1:
-        return str(rng.choice(vocab.templates)).format(vocab.prompt_name(name))
-    text = _phrase(name, rng, cfg.p_synonym, vocab)
-    others = [o for o in scene.instances if o.cls != big.cls]
+        return str(rng.choice(vocab.templates)).format(vocab.prompt_name(CLASSES[c]))
+    text = _phrase(CLASSES[c], rng, cfg.p_synonym, vocab)
+    others = [o for o in scene.instances if o.cls != c]
     if others and rng.random() < cfg.p_second:
         w = np.array([scene.size(o) for o in others]) ** 2
         second = others[rng.choice(len(others), p=w / w.sum())]
         text += " and " + _phrase(CLASSES[second.cls], rng, cfg.p_synonym, vocab)
     elif rng.random() < cfg.p_background:
-        bg = BACKGROUNDS[big.background]
         text += f" {PREPOSITION[bg]} " + str(rng.choice(BACKGROUND_PHRASES[bg]))
     return text
 
