@@ -356,6 +356,15 @@ def test_alt_texts_name_the_largest_object():
     assert tr.alt_text(scenes[0], np.random.default_rng(5)) == tr.alt_text(scenes[0], np.random.default_rng(5))
     only_bg = [tr.alt_text(s, np.random.default_rng(i), {"p_background_only": 1.0}) for i, s in enumerate(scenes[:20])]
     assert all(t in {p.format(b) for b in BACKGROUNDS for p in vocab.templates} for t in only_bg)
+    # p_context: the text names a usual subject of the main (largest) background, present or not
+    ctx = dict(p_context=1.0, p_background_only=0.0, p_template=1.0, p_synonym=0.0)
+    absent = []
+    for i, s in enumerate(scenes[:200]):
+        named = [c for c in CLASSES if tr.alt_text(s, np.random.default_rng(i), ctx).endswith(f" {vocab.prompt_name(c)}.")]
+        areas = [1.0] if s.horizon is None else [s.horizon, 64 - s.horizon]
+        assert len(named) == 1 and AFFINITY[named[0]][s.backgrounds[int(np.argmax(areas))]] > 0, (named, s.backgrounds)
+        absent.append(CLASSES.index(named[0]) not in s.labels)
+    assert 0.2 < np.mean(absent) < 0.95
 
 
 def test_contrastive_loss_by_hand():
