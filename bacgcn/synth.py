@@ -7,42 +7,31 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
+from .captions import CaptionConfig, CaptionFilter
 from .config import as_config
 from .vocab import Vocab
 
 # %% auto #0
-__all__ = ['CLASSES', 'BACKGROUNDS', 'AFFINITY', 'FLYING', 'SPLITS', 'ASPECT', 'KEY_COLOUR', 'SPRITES', 'TOP_BACKGROUNDS',
-           'GROUND_UNDER', 'SINGLE_BACKGROUNDS', 'CLASS_NOUNS', 'BACKGROUND_PHRASES', 'BACKGROUND_PLURALS', 'TEMPLATES',
+__all__ = ['CLASSES', 'BACKGROUNDS', 'AFFINITY', 'FLYING', 'SPLITS', 'ASPECT', 'KEY_COLOUR', 'SPRITES', 'P_TWO_REGIONS',
+           'HORIZON', 'TOP_BACKGROUNDS', 'GROUND_UNDER', 'SINGLE_BACKGROUNDS', 'P_SAME_CLASS', 'MAX_OVERLAP',
+           'MAX_TRIES', 'CLASS_NOUNS', 'BACKGROUND_PHRASES', 'BACKGROUND_PLURALS', 'TEMPLATES', 'FORMAT_NOISE',
            'LOOK_ALIKES', 'OTHER_NOUNS', 'CLASS_VERB', 'PREPOSITION', 'PLACES', 'GENERIC', 'affinity_matrix',
            'SynthConfig', 'size_bucket', 'draw_sprite', 'Instance', 'Scene', 'scene_rng', 'make_scene', 'plot_scenes',
-           'synth_vocab', 'mentioned_categories', 'CaptionerConfig', 'notice_probability', 'simulate_captions',
-           'write_captions', 'image_id', 'make_benchmark', 'read_sizes', 'read_boxes', 'mention_rates']
+           'synth_vocab', 'SimCaptionerConfig', 'notice_probability', 'simulate_captions', 'write_captions', 'image_id',
+           'make_benchmark', 'read_sizes', 'read_boxes', 'mention_rates']
 
 # %% ../nbs/19_synth.ipynb #01265176
-CLASSES = [
-    "boat",
-    "car",
-    "bird",
-    "skis",
-    "airplane",
-    "kite",
-    "cow",
-    "sheep",
-    "bus",
-    "umbrella",
-    "surfboard",
-    "clock",
-    "bicycle",
-    "person",
-]
+CLASSES = ["boat", "car", "bird", "skis", "airplane", "kite", "cow", "sheep", "bus", "umbrella", "surfboard", "clock"]
+CLASSES += ["bicycle", "person"]
 BACKGROUNDS = ["sky", "wall", "grass", "water", "road", "snow", "sand"]
 
 # Co-occurrence prior: AFFINITY[c][b] is the relative weight of class c for an object placed in a
@@ -77,44 +66,28 @@ SPLITS = {"train": 1, "val": 2, "test": 3}  # split name -> seed stream
 
 @dataclass
 class SynthConfig:
-    "How synthetic scenes and splits are drawn. Accepts a dict: `SynthConfig.from_dict(d)`."
+    "How synthetic scenes and splits are drawn (build it from a dict with `bacgcn.config.as_config`)."
 
     image_size: int = 64  # rendered side in pixels (96 or 128 give crisper small objects)
-    # non-square worlds: (width, height) of the scenes, taken in turn by index, e.g. ((96, 64), (64, 96));
-    # () renders image_size x image_size squares
-    shapes: tuple = ()
+    shapes: tuple = ()  # non-square worlds: (width, height) per scene in turn, e.g. ((96, 64), (64, 96)); (): squares
     n_train: int = 2000
     n_val: int = 500
     n_test: int = 1000
     seed: int = 0  # base seed; image i of split k uses the stream (seed, k, i)
     n_objects_probs: tuple = (0.4, 0.3, 0.2, 0.1)  # P(1), P(2), P(3), P(4) objects per image
-    size_min: float = 0.04  # smallest longer side / image side
-    size_max: float = 0.6  # largest longer side / image side
-    p_two_regions: float = 0.75  # sky or wall above a ground type; else one region fills the image
-    horizon: tuple = (0.3, 0.6)  # horizon row as a fraction of the image height
-    p_same_class: float = 0.3  # a further object repeats a class already in the scene
-    max_overlap: float = 0.25  # max intersection / smaller box area between two objects
-    max_tries: int = 30  # placement attempts before an object is dropped
+    size_range: tuple = (0.04, 0.6)  # (smallest, largest) longer side / image side, log-uniform
 
     def __post_init__(self):
-        self.n_objects_probs, self.horizon = tuple(self.n_objects_probs), tuple(self.horizon)
+        self.n_objects_probs, self.size_range = tuple(self.n_objects_probs), tuple(self.size_range)
         self.shapes = tuple(tuple(int(v) for v in s) for s in self.shapes)
         if self.image_size < 16:
             raise ValueError(f"SynthConfig.image_size must be >= 16, got {self.image_size}")
         if any(len(s) != 2 or min(s) < 16 for s in self.shapes):
-            raise ValueError(
-                f"SynthConfig.shapes must be (width, height) pairs of at least 16 pixels, got {self.shapes}"
-            )
-        if not 0 < self.size_min < self.size_max <= 1:
-            raise ValueError(f"SynthConfig needs 0 < size_min < size_max <= 1, got {self.size_min}, {self.size_max}")
+            raise ValueError(f"SynthConfig.shapes must be (width, height) pairs of >= 16 pixels, got {self.shapes}")
+        if len(self.size_range) != 2 or not 0 < self.size_range[0] < self.size_range[1] <= 1:
+            raise ValueError(f"SynthConfig.size_range must be (low, high), 0 < low < high <= 1, got {self.size_range}")
         if abs(sum(self.n_objects_probs) - 1) > 1e-6 or min(self.n_objects_probs) < 0:
-            raise ValueError(
-                f"SynthConfig.n_objects_probs must be probabilities summing to 1, got {self.n_objects_probs}"
-            )
-
-    @classmethod
-    def from_dict(cls, d: dict | SynthConfig | None) -> SynthConfig:
-        return as_config(cls, d)
+            raise ValueError(f"SynthConfig.n_objects_probs must be probabilities summing to 1: {self.n_objects_probs}")
 
     def n_images(self, split: str) -> int:
         if split not in SPLITS:
@@ -190,106 +163,49 @@ def _texture(bg: str, rng: np.random.Generator, h: int, w: int, band: tuple[int,
     raise KeyError(f"unknown background {bg!r}: expected one of {BACKGROUNDS}")
 
 # %% ../nbs/19_synth.ipynb #ea74c87f
-ASPECT = {
-    "boat": 1.3,
-    "car": 2.0,
-    "bird": 1.8,
-    "skis": 1.0,
-    "airplane": 1.6,
-    "kite": 0.7,
-    "cow": 1.5,
-    "sheep": 1.4,
-    "bus": 2.4,
-    "umbrella": 1.0,
-    "surfboard": 3.2,
-    "clock": 1.0,
-    "bicycle": 1.6,
-    "person": 0.45,
-}
-KEY_COLOUR = {
-    "boat": (95, 45, 150),
-    "car": (215, 25, 25),
-    "bird": (25, 25, 30),
-    "skis": (255, 135, 0),
-    "airplane": (185, 185, 200),
-    "kite": (225, 0, 190),
-    "cow": (150, 85, 40),
-    "sheep": (235, 225, 195),
-    "bus": (250, 210, 0),
-    "umbrella": (0, 170, 170),
-    "surfboard": (150, 230, 20),
-    "clock": (250, 250, 250),
-    "bicycle": (30, 70, 230),
-    "person": (0, 130, 60),
-}
+ASPECT = dict(boat=1.3, car=2.0, bird=1.8, skis=1.0, airplane=1.6, kite=0.7, cow=1.5, sheep=1.4, bus=2.4)
+ASPECT.update(umbrella=1.0, surfboard=3.2, clock=1.0, bicycle=1.6, person=0.45)
+KEY_COLOUR = dict(boat=(95, 45, 150), car=(215, 25, 25), bird=(25, 25, 30), skis=(255, 135, 0), kite=(225, 0, 190))
+KEY_COLOUR.update(airplane=(185, 185, 200), cow=(150, 85, 40), sheep=(235, 225, 195), bus=(250, 210, 0))
+KEY_COLOUR.update(umbrella=(0, 170, 170), surfboard=(150, 230, 20), clock=(250, 250, 250), bicycle=(30, 70, 230))
+KEY_COLOUR.update(person=(0, 130, 60))
 _DARK, _GLASS, _WHITE, _SKIN, _JEANS = (30, 30, 30), (170, 210, 240), (250, 250, 250), (235, 185, 150), (35, 45, 100)
 
 # Sprite parts in unit coordinates: (kind, points or box, colour name or RGB); "key" = the class's key colour.
 SPRITES = {
-    "boat": [
-        ("poly", [(0, 0.68), (1, 0.68), (0.82, 1), (0.18, 1)], "key"),
-        ("line", [(0.5, 0), (0.5, 0.68)], _DARK),
-        ("poly", [(0.53, 0), (0.53, 0.62), (0.92, 0.62)], _WHITE),
-        ("poly", [(0.47, 0.12), (0.47, 0.62), (0.14, 0.62)], _WHITE),
-    ],
-    "car": [
-        ("rect", [(0, 0.42), (1, 0.8)], "key"),
-        ("poly", [(0.22, 0.42), (0.32, 0), (0.72, 0), (0.84, 0.42)], "key"),
-        ("poly", [(0.3, 0.38), (0.36, 0.1), (0.68, 0.1), (0.76, 0.38)], _GLASS),
-        ("ellipse", [(0.1, 0.6), (0.34, 1)], _DARK),
-        ("ellipse", [(0.66, 0.6), (0.9, 1)], _DARK),
-    ],
-    "bird": [("poly", [(0, 0), (0.5, 0.55), (1, 0), (1, 0.35), (0.5, 1), (0, 0.35)], "key")],
-    "skis": [
-        ("poly", [(0, 0.8), (0.8, 0), (0.94, 0), (0.14, 0.8)], "key"),
-        ("poly", [(0.06, 1), (0.86, 0.2), (1, 0.2), (0.2, 1)], "key"),
-    ],
-    "airplane": [
-        ("ellipse", [(0, 0.38), (1, 0.62)], "key"),
-        ("poly", [(0.4, 0.5), (0.54, 0), (0.66, 0), (0.62, 0.5), (0.66, 1), (0.54, 1)], "key"),
-        ("poly", [(0.02, 0.5), (0.06, 0.2), (0.16, 0.2), (0.16, 0.8), (0.06, 0.8)], "key"),
-    ],
-    "kite": [("poly", [(0.5, 0), (1, 0.38), (0.5, 0.76), (0, 0.38)], "key"), ("line", [(0.5, 0.76), (0.42, 1)], _DARK)],
-    "cow": [
-        ("rect", [(0.08, 0.2), (0.82, 0.7)], "key"),
-        ("rect", [(0.78, 0), (1, 0.42)], "key"),
-        ("ellipse", [(0.3, 0.3), (0.52, 0.58)], _WHITE),
-        ("rect", [(0.12, 0.7), (0.22, 1)], (100, 55, 25)),
-        ("rect", [(0.66, 0.7), (0.76, 1)], (100, 55, 25)),
-        ("line", [(0.08, 0.25), (0, 0.6)], (100, 55, 25)),
-    ],
-    "sheep": [
-        ("ellipse", [(0, 0.1), (0.86, 0.76)], "key"),
-        ("ellipse", [(0.74, 0), (1, 0.42)], _DARK),
-        ("rect", [(0.2, 0.7), (0.28, 1)], _DARK),
-        ("rect", [(0.6, 0.7), (0.68, 1)], _DARK),
-    ],
-    "bus": [("rect", [(0, 0), (1, 0.86)], "key")]
-    + [("rect", [(0.05 + 0.185 * i, 0.12), (0.18 + 0.185 * i, 0.42)], _GLASS) for i in range(5)]
+    "boat": [("polygon", [(0, 0.68), (1, 0.68), (0.82, 1), (0.18, 1)], "key"), ("line", [(0.5, 0), (0.5, 0.68)], _DARK),
+             ("polygon", [(0.53, 0), (0.53, 0.62), (0.92, 0.62)], _WHITE),
+             ("polygon", [(0.47, 0.12), (0.47, 0.62), (0.14, 0.62)], _WHITE)],
+    "car": [("rectangle", [(0, 0.42), (1, 0.8)], "key"),
+            ("polygon", [(0.22, 0.42), (0.32, 0), (0.72, 0), (0.84, 0.42)], "key"),
+            ("polygon", [(0.3, 0.38), (0.36, 0.1), (0.68, 0.1), (0.76, 0.38)], _GLASS),
+            ("ellipse", [(0.1, 0.6), (0.34, 1)], _DARK), ("ellipse", [(0.66, 0.6), (0.9, 1)], _DARK)],
+    "bird": [("polygon", [(0, 0), (0.5, 0.55), (1, 0), (1, 0.35), (0.5, 1), (0, 0.35)], "key")],
+    "skis": [("polygon", [(0, 0.8), (0.8, 0), (0.94, 0), (0.14, 0.8)], "key"),
+             ("polygon", [(0.06, 1), (0.86, 0.2), (1, 0.2), (0.2, 1)], "key")],
+    "airplane": [("ellipse", [(0, 0.38), (1, 0.62)], "key"),
+                 ("polygon", [(0.4, 0.5), (0.54, 0), (0.66, 0), (0.62, 0.5), (0.66, 1), (0.54, 1)], "key"),
+                 ("polygon", [(0.02, 0.5), (0.06, 0.2), (0.16, 0.2), (0.16, 0.8), (0.06, 0.8)], "key")],
+    "kite": [("polygon", [(0.5, 0), (1, 0.38), (0.5, 0.76), (0, 0.38)], "key"),
+             ("line", [(0.5, 0.76), (0.42, 1)], _DARK)],
+    "cow": [("rectangle", [(0.08, 0.2), (0.82, 0.7)], "key"), ("rectangle", [(0.78, 0), (1, 0.42)], "key"),
+            ("ellipse", [(0.3, 0.3), (0.52, 0.58)], _WHITE), ("rectangle", [(0.12, 0.7), (0.22, 1)], (100, 55, 25)),
+            ("rectangle", [(0.66, 0.7), (0.76, 1)], (100, 55, 25)), ("line", [(0.08, 0.25), (0, 0.6)], (100, 55, 25))],
+    "sheep": [("ellipse", [(0, 0.1), (0.86, 0.76)], "key"), ("ellipse", [(0.74, 0), (1, 0.42)], _DARK),
+              ("rectangle", [(0.2, 0.7), (0.28, 1)], _DARK), ("rectangle", [(0.6, 0.7), (0.68, 1)], _DARK)],
+    "bus": [("rectangle", [(0, 0), (1, 0.86)], "key")]
+    + [("rectangle", [(0.05 + 0.185 * i, 0.12), (0.18 + 0.185 * i, 0.42)], _GLASS) for i in range(5)]
     + [("ellipse", [(0.1, 0.68), (0.28, 1)], _DARK), ("ellipse", [(0.72, 0.68), (0.9, 1)], _DARK)],
     "umbrella": [("pie", [(0, 0), (1, 0.45)], "key"), ("line", [(0.5, 0.45), (0.5, 1)], _DARK)],
     "surfboard": [("ellipse", [(0, 0), (1, 1)], "key"), ("line", [(0.12, 0.5), (0.88, 0.5)], _WHITE)],
-    "clock": [
-        ("ellipse", [(0, 0), (1, 1)], _DARK),
-        ("ellipse", [(0.14, 0.14), (0.86, 0.86)], "key"),
-        ("line", [(0.5, 0.5), (0.5, 0.24)], _DARK),
-        ("line", [(0.5, 0.5), (0.72, 0.5)], _DARK),
-    ],
-    "bicycle": [
-        ("ring", [(0, 0.44), (0.4, 1)], _DARK),
-        ("ring", [(0.6, 0.44), (1, 1)], _DARK),
-        ("line", [(0.2, 0.72), (0.46, 0.72), (0.38, 0.3), (0.2, 0.72)], "key"),
-        ("line", [(0.46, 0.72), (0.7, 0.3), (0.8, 0.72)], "key"),
-        ("line", [(0.38, 0.3), (0.7, 0.3)], "key"),
-        ("line", [(0.38, 0.3), (0.36, 0.16)], _DARK),
-        ("line", [(0.7, 0.3), (0.74, 0)], _DARK),
-    ],
-    "person": [
-        ("ellipse", [(0.3, 0), (0.7, 0.2)], _SKIN),
-        ("rect", [(0, 0.22), (1, 0.6)], "key"),
-        ("rect", [(0.16, 0.6), (0.46, 1)], _JEANS),
-        ("rect", [(0.54, 0.6), (0.84, 1)], _JEANS),
-    ],
+    "clock": [("ellipse", [(0, 0), (1, 1)], _DARK), ("ellipse", [(0.14, 0.14), (0.86, 0.86)], "key"),
+              ("line", [(0.5, 0.5), (0.5, 0.24)], _DARK), ("line", [(0.5, 0.5), (0.72, 0.5)], _DARK)],
+    "bicycle": [("ring", [(0, 0.44), (0.4, 1)], _DARK), ("ring", [(0.6, 0.44), (1, 1)], _DARK),
+                ("line", [(0.2, 0.72), (0.46, 0.72), (0.38, 0.3), (0.2, 0.72)], "key"),
+                ("line", [(0.46, 0.72), (0.7, 0.3), (0.8, 0.72)], "key"), ("line", [(0.38, 0.3), (0.7, 0.3)], "key"),
+                ("line", [(0.38, 0.3), (0.36, 0.16)], _DARK), ("line", [(0.7, 0.3), (0.74, 0)], _DARK)],
+    "person": [("ellipse", [(0.3, 0), (0.7, 0.2)], _SKIN), ("rectangle", [(0, 0.22), (1, 0.6)], "key"),
+               ("rectangle", [(0.16, 0.6), (0.46, 1)], _JEANS), ("rectangle", [(0.54, 0.6), (0.84, 1)], _JEANS)],
 }
 
 
@@ -298,28 +214,25 @@ def draw_sprite(cls: str, w: int, h: int, key: tuple | None = None, flip: bool =
     layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
     lw = max(1, round(0.08 * min(w, h)))
-    P = lambda pts: [(u * (w - 1), v * (h - 1)) for u, v in pts]  # unit square -> pixel centres
     parts = SPRITES[cls]
     if min(w, h) < 4:  # a few pixels: paint the key-coloured body last so it stays visible
         parts = [p for p in parts if p[2] != "key"] + [p for p in parts if p[2] == "key"]
     for kind, pts, colour in parts:
         fill = tuple(key or KEY_COLOUR[cls]) if colour == "key" else colour
-        q = P(pts)
-        if kind == "poly":
-            d.polygon(q, fill=fill)
-        elif kind == "rect":
-            d.rectangle(q, fill=fill)
-        elif kind == "ellipse":
-            d.ellipse(q, fill=fill)
-        elif kind == "ring":
+        q = [(u * (w - 1), v * (h - 1)) for u, v in pts]  # unit square -> pixel centres
+        if kind == "ring":
             d.ellipse(q, outline=fill, width=lw)
         elif kind == "pie":
             d.pieslice([q[0], (q[1][0], 2 * q[1][1] - q[0][1])], 180, 360, fill=fill)
         elif kind == "line":
             d.line(q, fill=fill, width=lw)
+        else:  # "polygon", "rectangle", "ellipse": the ImageDraw method of that name
+            getattr(d, kind)(q, fill=fill)
     return layer.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else layer
 
 # %% ../nbs/19_synth.ipynb #e0865233
+P_TWO_REGIONS = 0.75  # sky or wall above a ground type; else one region fills the image
+HORIZON = (0.3, 0.6)  # horizon row as a fraction of the image height
 TOP_BACKGROUNDS = {"sky": 0.75, "wall": 0.25}
 GROUND_UNDER = {
     "sky": {"grass": 0.25, "water": 0.25, "road": 0.2, "snow": 0.15, "sand": 0.15},
@@ -330,8 +243,7 @@ SINGLE_BACKGROUNDS = {"sky": 0.1, "wall": 0.15, "grass": 0.2, "water": 0.2, "roa
 
 @dataclass
 class Instance:
-    """One object: class index into `CLASSES`, tight pixel box (x0, y0, x1, y1), end exclusive, and its region's
-    background index."""
+    "One object: class index, tight pixel box (x0, y0, x1, y1) with exclusive ends, background index of its region."
 
     cls: int
     box: tuple
@@ -362,21 +274,22 @@ def _choice(rng: np.random.Generator, table: dict) -> str:
     return keys[rng.choice(len(keys), p=p / p.sum())]
 
 
-def _layout(rng: np.random.Generator, cfg: SynthConfig, height: int | None = None) -> tuple[list[str], int | None]:
-    if rng.random() < cfg.p_two_regions:
+def _layout(rng: np.random.Generator, height: int) -> tuple[list[str], int | None]:
+    "(backgrounds top to bottom, horizon row or None)."
+    if rng.random() < P_TWO_REGIONS:
         top = _choice(rng, TOP_BACKGROUNDS)
-        return [top, _choice(rng, GROUND_UNDER[top])], int(
-            round(rng.uniform(*cfg.horizon) * (height or cfg.image_size))
-        )
+        return [top, _choice(rng, GROUND_UNDER[top])], int(round(rng.uniform(*HORIZON) * height))
     return [_choice(rng, SINGLE_BACKGROUNDS)], None
 
 # %% ../nbs/19_synth.ipynb #f3a0c069
-def _pick_object(
-    rng: np.random.Generator, regions: list, previous: list[int], p_same_class: float = 0.3
-) -> tuple[int, int]:
+P_SAME_CLASS = 0.3  # a further object repeats a class already in the scene
+MAX_OVERLAP, MAX_TRIES = 0.25, 30  # max intersection / smaller box area; placement tries before dropping an object
+
+
+def _pick_object(rng: np.random.Generator, regions: list, previous: list[int]) -> tuple[int, int]:
     "(class index, region index) for the next object; `regions` = [(background, area fraction, rows)]."
     A = affinity_matrix()
-    if previous and rng.random() < p_same_class:
+    if previous and rng.random() < P_SAME_CLASS:
         c = previous[rng.integers(len(previous))]
         w = np.array([A[c, BACKGROUNDS.index(b)] * a for b, a, _ in regions])
     else:
@@ -389,21 +302,17 @@ def _pick_object(
     return c, r
 
 
-def _place(
-    rng: np.random.Generator, cls: str, w: int, h: int, region: tuple, n_regions: int, S: int, height: int | None = None
-) -> tuple:
-    "The box of a w x h sprite in an S (wide) x `height` (default S) image, inside its region and the image."
-    H = S if height is None else height
+def _place(rng: np.random.Generator, cls: str, w: int, h: int, region: tuple, n_regions: int, W: int, H: int) -> tuple:
+    "The box of a w x h sprite in a W x H image, inside its region and the image."
     bg, _, (lo, hi) = region
     if cls in FLYING:
-        cy = rng.uniform(lo, hi)
-        y0 = cy - h / 2
+        y0 = rng.uniform(lo, hi) - h / 2  # centred on a row of its region
     elif bg in TOP_BACKGROUNDS and n_regions == 2:  # in front of the wall: stand at its foot
         y0 = hi + rng.uniform(0, 0.15 * H) - h
     else:
         y0 = rng.uniform(lo + 0.15 * (hi - lo), hi) - h
-    x0 = rng.uniform(0, S) - w / 2
-    x0, y0 = int(round(min(max(x0, 0), S - w))), int(round(min(max(y0, 0), H - h)))
+    x0 = rng.uniform(0, W) - w / 2
+    x0, y0 = int(round(min(max(x0, 0), W - w))), int(round(min(max(y0, 0), H - h)))
     return (x0, y0, x0 + w, y0 + h)
 
 
@@ -424,33 +333,37 @@ def scene_rng(cfg: SynthConfig, stream: str | int, index: int) -> np.random.Gene
     return np.random.default_rng(np.random.SeedSequence([cfg.seed, int(k), int(index)]))
 
 
-def _regions(bgs: list[str], horizon: int | None, S: int) -> list:
+def _regions(bgs: list[str], horizon: int | None, H: int) -> list:
+    "[(background, area fraction, (first row, end row))] of a layout in an image H rows high."
     if horizon is None:
-        return [(bgs[0], 1.0, (0, S))]
-    return [(bgs[0], horizon / S, (0, horizon)), (bgs[1], 1 - horizon / S, (horizon, S))]
+        return [(bgs[0], 1.0, (0, H))]
+    return [(bgs[0], horizon / H, (0, horizon)), (bgs[1], 1 - horizon / H, (horizon, H))]
 
 
-def make_scene(cfg: SynthConfig | dict | None = None, stream: str | int = "train", index: int = 0) -> Scene:
-    "Draw and render scene `index` of `stream` (see the steps above). Deterministic in (cfg.seed, stream, index)."
-    cfg = SynthConfig.from_dict(cfg)
+def make_scene(
+    cfg: SynthConfig | dict | None = None, stream: str | int = "train", index: int = 0, objects: bool = True
+) -> Scene:
+    """Draw and render scene `index` of `stream` (see the steps above). Deterministic in (cfg.seed, stream, index).
+    `objects=False`: the same backgrounds without any object."""
+    cfg = as_config(SynthConfig, cfg)
     rng = scene_rng(cfg, stream, index)
     W, H = cfg.shape(index)
     S = min(W, H)  # objects are sized on the shorter side, so that they fit
-    bgs, horizon = _layout(rng, cfg, H)
+    bgs, horizon = _layout(rng, H)
     regions = _regions(bgs, horizon, H)
     canvas = np.empty((H, W, 3))
     for bg, _, (lo, hi) in regions:
         canvas[lo:hi] = _texture(bg, rng, H, W, (lo, hi))[lo:hi]
     n = 1 + rng.choice(len(cfg.n_objects_probs), p=np.array(cfg.n_objects_probs) / sum(cfg.n_objects_probs))
     placed = []  # (class, draw box, region)
-    for _ in range(n):
-        c, r = _pick_object(rng, regions, [p[0] for p in placed], cfg.p_same_class)
-        L = S * math.exp(rng.uniform(math.log(cfg.size_min), math.log(cfg.size_max)))  # log-uniform size
+    for _ in range(n if objects else 0):
+        c, r = _pick_object(rng, regions, [p[0] for p in placed])
+        L = S * math.exp(rng.uniform(*map(math.log, cfg.size_range)))  # log-uniform size
         a = ASPECT[CLASSES[c]]
         w, h = (max(2, round(L)), max(2, round(L / a))) if a >= 1 else (max(2, round(L * a)), max(2, round(L)))
-        for _ in range(cfg.max_tries):
+        for _ in range(MAX_TRIES):
             box = _place(rng, CLASSES[c], w, h, regions[r], len(regions), W, H)
-            if all(_overlap(box, p[1]) <= cfg.max_overlap for p in placed):
+            if all(_overlap(box, p[1]) <= MAX_OVERLAP for p in placed):
                 break
         else:
             continue  # no room: drop it (never the first)
@@ -462,11 +375,8 @@ def make_scene(cfg: SynthConfig | dict | None = None, stream: str | int = "train
         layer = draw_sprite(CLASSES[c], box[2] - box[0], box[3] - box[1], key, flip=bool(rng.random() < 0.5))
         img.paste(layer, box[:2], layer)
         bx = layer.getchannel("A").getbbox()
-        instances.append(
-            Instance(
-                c, (box[0] + bx[0], box[1] + bx[1], box[0] + bx[2], box[1] + bx[3]), BACKGROUNDS.index(regions[r][0])
-            )
-        )
+        tight = (box[0] + bx[0], box[1] + bx[1], box[0] + bx[2], box[1] + bx[3])
+        instances.append(Instance(c, tight, BACKGROUNDS.index(regions[r][0])))
     return Scene(np.asarray(img), instances, [BACKGROUNDS.index(b) for b in bgs], horizon)
 
 # %% ../nbs/19_synth.ipynb #4d3c2d94
@@ -510,69 +420,49 @@ CLASS_NOUNS = {
     "person": [("person", "people"), ("man", "men"), ("woman", "women"), ("child", "children")],
 }
 # background phrases as the captioner writes them (with their article)
-BACKGROUND_PHRASES = {
-    "sky": ["the sky", "a blue sky", "a cloudy sky"],
-    "wall": ["a brick wall", "a wall", "a red brick wall", "a building"],
-    "grass": ["the grass", "a field", "a grassy field", "a meadow", "a lawn"],
-    "water": ["the water", "a lake", "the sea", "a river", "the ocean"],
-    "road": ["the road", "a street", "a highway", "the asphalt"],
-    "snow": ["the snow", "a snowy slope", "a snowfield"],
-    "sand": ["the sand", "a beach", "a sandy beach", "the desert"],
-}
-BACKGROUND_PLURALS = {
-    "wall": ["walls", "buildings"],
-    "grass": ["fields", "meadows"],
-    "water": ["lakes", "rivers"],
-    "road": ["roads", "streets"],
-    "sand": ["beaches"],
-}
+BACKGROUND_PHRASES = dict(sky=["the sky", "a blue sky", "a cloudy sky"])
+BACKGROUND_PHRASES.update(snow=["the snow", "a snowy slope", "a snowfield"])
+BACKGROUND_PHRASES.update(wall=["a brick wall", "a wall", "a red brick wall", "a building"])
+BACKGROUND_PHRASES.update(grass=["the grass", "a field", "a grassy field", "a meadow", "a lawn"])
+BACKGROUND_PHRASES.update(water=["the water", "a lake", "the sea", "a river", "the ocean"])
+BACKGROUND_PHRASES.update(road=["the road", "a street", "a highway", "the asphalt"])
+BACKGROUND_PHRASES.update(sand=["the sand", "a beach", "a sandy beach", "the desert"])
+BACKGROUND_PLURALS = dict(wall=["walls", "buildings"], grass=["fields", "meadows"], water=["lakes", "rivers"])
+BACKGROUND_PLURALS.update(road=["roads", "streets"], sand=["beaches"])
 TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "a photo of the {}."]
-
-
-def _strip_article(p: str) -> str:
-    for a in ("the ", "a ", "an "):
-        if p.startswith(a):
-            return p[len(a) :]
-    return p
 
 
 def synth_vocab() -> Vocab:
     "The synthetic world's vocabulary: 14 classes, 7 backgrounds, the captioner's synonyms and plurals."
     syn = {c: list(dict.fromkeys(w for sg_pl in CLASS_NOUNS[c] for w in sg_pl)) for c in CLASSES}
-    syn.update(
-        {
-            b: list(
-                dict.fromkeys([b] + [_strip_article(p) for p in BACKGROUND_PHRASES[b]] + BACKGROUND_PLURALS.get(b, []))
-            )
-            for b in BACKGROUNDS
-        }
-    )
-    return Vocab(
-        "synth",
-        list(CLASSES),
-        list(BACKGROUNDS),
-        syn,
-        list(TEMPLATES),
-        "bacgcn built-in synthetic benchmark (bacgcn.synth): 14 object classes, 7 background categories.",
-    )
+    bare = lambda p: p.split(" ", 1)[1] if p.split(" ", 1)[0] in ("the", "a", "an") else p  # without its article
+    for b in BACKGROUNDS:
+        syn[b] = list(dict.fromkeys([b] + [bare(p) for p in BACKGROUND_PHRASES[b]] + BACKGROUND_PLURALS.get(b, [])))
+    about = "bacgcn built-in synthetic benchmark (bacgcn.synth): 14 object classes, 7 background categories."
+    return Vocab("synth", list(CLASSES), list(BACKGROUNDS), syn, list(TEMPLATES), about)
 
-# %% ../nbs/19_synth.ipynb #4d66e1f5
-def mentioned_categories(text: str, vocab: Vocab | None = None) -> list[str]:
-    """Categories whose synonyms occur in `text` as whole words, in order of first occurrence (a plain reference
-    matcher)."""
-    vocab = vocab or synth_vocab()
-    low = text.lower()
-    hits = {}
-    for c in vocab.categories:
-        pos = [m.start() for w in vocab.synonyms[c] for m in re.finditer(r"\b" + re.escape(w.lower()) + r"\b", low)]
-        if pos:
-            hits[c] = min(pos)
-    return sorted(hits, key=hits.get)
+
+@lru_cache(maxsize=1)
+def _naive_filter() -> CaptionFilter:
+    "The caption filter at its plainest, `CaptionConfig.naive()`: how the captioner and its checks read captions."
+    return CaptionFilter(synth_vocab(), CaptionConfig.naive())
 
 # %% ../nbs/19_synth.ipynb #ee4bf5db
+# BLIP-2's format noise, counted in (or read off) the released VOC2007 files; `SimCaptionerConfig.noise` overrides them
+FORMAT_NOISE = dict(
+    p_other_noun=0.3, p_repeat=0.25,  # a list caption adds a noun outside the vocabulary / degenerates into repetition
+    p_generic=0.02,  # a caption that names nothing at all
+    p_question_echo=0.03, p_word_salad=0.1,  # re-caption 4 (objects, excluding X): "X.  Question: ..." / "X, X, X, ..."
+    p_not_sure=0.01,  # re-caption 5: 'I'm not sure what you mean by "exclude X", but ...'
+    p_bg_excluding=0.35,  # re-caption 6: "The background of this image, excluding X, is ..."
+    p_pure_echo=0.5,  # ... of which this share echoes the prompt again instead of naming a background
+    max_chars=(90, 130),  # repetitive strings are cut at this many characters (BLIP-2's token limit)
+)
+
+
 @dataclass
-class CaptionerConfig:
-    "Parameters of the simulated BLIP-2 captioner, fixed up front. Accepts a dict: `CaptionerConfig.from_dict(d)`."
+class SimCaptionerConfig:
+    "Parameters of the simulated BLIP-2 captioner, fixed up front (build it from a dict with `as_config`)."
 
     seed: int = 0
     notice_size: float = 0.12  # s_50: relative size noticed half the time (before notice_max)
@@ -581,67 +471,37 @@ class CaptionerConfig:
     notice_max: float = 0.97
     object_rate: tuple = (0.8, 0.8, 0.3, 0.9, 0.8, 0.35)  # P(name the most salient noticed class) per prompt
     secondary_factor: float = 0.6  # other noticed classes: object_rate * this
-    background_rate: tuple = (
-        0.35,
-        0.35,
-        0.5,
-        0.35,
-        0.4,
-        0.85,
-    )  # P(name the largest region) per prompt; other region * 0.6
+    background_rate: tuple = (0.35, 0.35, 0.5, 0.35, 0.4, 0.85)  # P(name the largest region) per prompt; other * 0.6
     p_stray: float = 0.01  # an unnoticed class is named anyway (per caption)
     p_hallucinate: float = 0.03  # per caption: name an absent class drawn from the scene's context prior
-    p_confuse: float = 0.05  # a noticed object is misnamed as a look-alike class...
-    p_confuse_small: float = 0.2  # ... more often when it is small
+    p_confuse: tuple = (0.05, 0.2)  # a noticed object is misnamed as a look-alike class (object not small, small)
     p_synonym: float = 0.35  # use a synonym instead of the canonical noun
-    p_other_noun: float = 0.3  # a list caption adds a noun outside the vocabulary
-    p_repeat: float = 0.25  # a list caption degenerates into repetition
-    p_generic: float = 0.02  # a caption that names nothing at all
-    p_question_echo: float = 0.03  # re-caption 4 (objects, excluding X): "X.  Question: ... Answer: X. ..."
-    p_word_salad: float = 0.1  # re-caption 4: "X, X, X, ..."
-    p_not_sure: float = 0.01  # re-caption 5: 'I'm not sure what you mean by "exclude X", but ...'
-    p_bg_excluding: float = 0.35  # re-caption 6: "The background of this image, excluding X, is ..."
-    p_pure_echo: float = 0.5  # ... of which this share echoes the prompt again instead of naming a background
-    max_chars: tuple = (90, 130)  # repetitive strings are cut at this many characters (BLIP-2's token limit)
+    noise: dict = field(default_factory=dict)  # overrides of FORMAT_NOISE
 
     def __post_init__(self):
-        self.object_rate, self.background_rate, self.max_chars = (
-            tuple(self.object_rate),
-            tuple(self.background_rate),
-            tuple(self.max_chars),
-        )
+        self.object_rate, self.background_rate = tuple(self.object_rate), tuple(self.background_rate)
+        self.p_confuse = tuple(self.p_confuse)
         if len(self.object_rate) != 6 or len(self.background_rate) != 6:
-            raise ValueError("CaptionerConfig.object_rate and background_rate need one rate per prompt (6)")
-
-    @classmethod
-    def from_dict(cls, d: dict | CaptionerConfig | None) -> CaptionerConfig:
-        return as_config(cls, d)
-
-
-LOOK_ALIKES = {
-    "airplane": ["bird", "kite"],
-    "bird": ["airplane", "kite"],
-    "kite": ["bird", "umbrella"],
-    "sheep": ["cow"],
-    "cow": ["sheep"],
-    "bus": ["car"],
-    "car": ["bus"],
-    "surfboard": ["boat", "skis"],
-    "boat": ["surfboard"],
-    "skis": ["surfboard"],
-    "umbrella": ["kite"],
-    "bicycle": ["person"],
-}
+            raise ValueError("SimCaptionerConfig.object_rate and background_rate need one rate per prompt (6)")
+        if set(self.noise) - set(FORMAT_NOISE):
+            raise ValueError(f"SimCaptionerConfig.noise: unknown {sorted(set(self.noise) - set(FORMAT_NOISE))}, "
+                             f"known: {list(FORMAT_NOISE)}")
+        self.noise = {**FORMAT_NOISE, **self.noise}
 
 
-def notice_probability(size: float, largest: bool, cfg: CaptionerConfig | None = None) -> float:
+LOOK_ALIKES = dict(airplane=["bird", "kite"], bird=["airplane", "kite"], kite=["bird", "umbrella"], sheep=["cow"])
+LOOK_ALIKES.update(cow=["sheep"], bus=["car"], car=["bus"], surfboard=["boat", "skis"], boat=["surfboard"])
+LOOK_ALIKES.update(skis=["surfboard"], umbrella=["kite"], bicycle=["person"])
+
+
+def notice_probability(size: float, largest: bool, cfg: SimCaptionerConfig | None = None) -> float:
     "P(the captioner notices an object of relative size `size`)."
-    cfg = CaptionerConfig.from_dict(cfg)
+    cfg = as_config(SimCaptionerConfig, cfg)
     z = cfg.notice_slope * (math.log(size) - math.log(cfg.notice_size)) + cfg.salient_bonus * largest
     return cfg.notice_max / (1 + math.exp(-z))
 
 # %% ../nbs/19_synth.ipynb #2d4e3629
-def _perceive(scene: Scene, rng: np.random.Generator, cfg: CaptionerConfig) -> dict:
+def _perceive(scene: Scene, rng: np.random.Generator, cfg: SimCaptionerConfig) -> dict:
     """Believed classes (name -> [count, salience, background of the most salient one]), missed true classes,
     backgrounds by area."""
     sizes = [scene.size(o) for o in scene.instances]
@@ -651,8 +511,7 @@ def _perceive(scene: Scene, rng: np.random.Generator, cfg: CaptionerConfig) -> d
         if rng.random() >= notice_probability(sizes[i], i == big, cfg):
             continue
         name = CLASSES[o.cls]
-        p_conf = cfg.p_confuse_small if sizes[i] < 1 / 8 else cfg.p_confuse
-        if name in LOOK_ALIKES and rng.random() < p_conf:
+        if name in LOOK_ALIKES and rng.random() < cfg.p_confuse[sizes[i] < 1 / 8]:
             name = str(rng.choice(LOOK_ALIKES[name]))
         cnt, sal, where = seen.get(name, (0, 0.0, None))
         seen[name] = [cnt + 1, max(sal, sizes[i]), where if sal >= sizes[i] else BACKGROUNDS[o.background]]
@@ -667,72 +526,38 @@ def _perceive(scene: Scene, rng: np.random.Generator, cfg: CaptionerConfig) -> d
 
 # %% ../nbs/19_synth.ipynb #a28368f2
 OTHER_NOUNS = ["a tree", "a fence", "a house", "a flag", "a rock", "a bench", "a sign", "a pole"]
-CLASS_VERB = {
-    "boat": "sailing",
-    "car": "driving",
-    "bird": "flying",
-    "airplane": "flying",
-    "kite": "flying",
-    "cow": "grazing",
-    "sheep": "grazing",
-    "bus": "driving",
-    "person": "standing",
-    "bicycle": "parked",
-    "surfboard": "lying",
-    "skis": "lying",
-    "umbrella": "standing",
-    "clock": "hanging",
-}
-PREPOSITION = {
-    "sky": "in",
-    "wall": "in front of",
-    "grass": "on",
-    "water": "on",
-    "road": "on",
-    "snow": "in",
-    "sand": "on",
-}
-PLACES = {
-    "sky": ["on a sunny day", "on a clear day", "on a cloudy day", "outdoors"],
-    "wall": ["in the city", "in front of a building", "in an old town"],
-    "grass": ["in the countryside", "on a farm", "in a park"],
-    "water": ["at a lake", "at the harbour", "on the river", "at sea"],
-    "road": ["in the city", "on a busy street", "on the highway"],
-    "snow": ["in the mountains in winter", "at a winter resort", "in the snow"],
-    "sand": ["at the beach", "in the desert", "on the coast"],
-}
-GENERIC = [
-    "a picture of something",
-    "an image",
-    "a blurry photo",
-    "I don't know",
-    "a close up of a pattern",
-    "a painting",
-]
+CLASS_VERB = dict(boat="sailing", car="driving", bird="flying", airplane="flying", kite="flying", cow="grazing")
+CLASS_VERB.update(sheep="grazing", bus="driving", person="standing", bicycle="parked", surfboard="lying", skis="lying")
+CLASS_VERB.update(umbrella="standing", clock="hanging")
+PREPOSITION = dict(sky="in", wall="in front of", grass="on", water="on", road="on", snow="in", sand="on")
+PLACES = dict(sky=["on a sunny day", "on a clear day", "on a cloudy day", "outdoors"])
+PLACES.update(wall=["in the city", "in front of a building", "in an old town"])
+PLACES.update(grass=["in the countryside", "on a farm", "in a park"])
+PLACES.update(road=["in the city", "on a busy street", "on the highway"])
+PLACES.update(water=["at a lake", "at the harbour", "on the river", "at sea"])
+PLACES.update(snow=["in the mountains in winter", "at a winter resort", "in the snow"])
+PLACES.update(sand=["at the beach", "in the desert", "on the coast"])
+GENERIC = ["a picture of something", "an image", "a blurry photo", "I don't know", "a close up of a pattern"]
+GENERIC += ["a painting"]
 
 
-def _article(w: str) -> str:
-    return "an " if w[0] in "aeiou" else "a "
-
-
-def _noun_phrase(cls: str, n: int, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
+def _noun_phrase(cls: str, n: int, rng: np.random.Generator, cfg: SimCaptionerConfig) -> str:
     forms = CLASS_NOUNS[cls]
     sg, pl = forms[0] if len(forms) == 1 or rng.random() >= cfg.p_synonym else forms[1 + rng.integers(len(forms) - 1)]
     if n == 1 or rng.random() < 0.3:  # BLIP-2 often undercounts
-        return sg if sg == pl and sg.endswith("s") else _article(sg) + sg
+        return sg if sg == pl and sg.endswith("s") else ("an " if sg[0] in "aeiou" else "a ") + sg
     if n == 2:
         return "two " + pl
     return str(rng.choice(["three ", "several ", "a group of ", "some "])) + pl
 
 
-def _truncate(s: str, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
-    return s[: int(rng.integers(cfg.max_chars[0], cfg.max_chars[1] + 1))]
+def _truncate(s: str, rng: np.random.Generator, cfg: SimCaptionerConfig) -> str:
+    lo, hi = cfg.noise["max_chars"]
+    return s[: int(rng.integers(lo, hi + 1))]
 
 
 def _join(items: list[str]) -> str:
-    return (
-        items[0] if len(items) == 1 else ", ".join(items[:-1]) + (", and " if len(items) > 2 else " and ") + items[-1]
-    )
+    return items[0] if len(items) < 2 else ", ".join(items[:-1]) + (", and " if len(items) > 2 else " and ") + items[-1]
 
 
 def _style(s: str, rng: np.random.Generator) -> str:
@@ -740,23 +565,19 @@ def _style(s: str, rng: np.random.Generator) -> str:
     return s + "." if rng.random() < 0.15 and not s.endswith(".") else s
 
 # %% ../nbs/19_synth.ipynb #f3a7e384
-def _mentions(belief: dict, t: int, rng: np.random.Generator, cfg: CaptionerConfig) -> tuple[list, list]:
+def _mentions(belief: dict, t: int, rng: np.random.Generator, cfg: SimCaptionerConfig) -> tuple[list, list]:
     "Classes [(name, count, background or None)] and backgrounds [name] that caption `t` names."
-    objs = [
-        (name, cnt, where)
-        for j, (name, (cnt, _, where)) in enumerate(belief["believed"].items())
-        if rng.random() < cfg.object_rate[t] * (1 if j == 0 else cfg.secondary_factor)
-    ]
+    believed = enumerate(belief["believed"].items())
+    rate = lambda j: cfg.object_rate[t] * (cfg.secondary_factor if j else 1)
+    objs = [(name, cnt, where) for j, (name, (cnt, _, where)) in believed if rng.random() < rate(j)]
     objs += [(name, 1, None) for name in belief["missed"] if rng.random() < cfg.p_stray]
     if belief["context"] is not None and rng.random() < cfg.p_hallucinate:
         objs.append((CLASSES[rng.choice(len(CLASSES), p=belief["context"])], 1, None))
-    bgs = [
-        b for j, b in enumerate(belief["backgrounds"]) if rng.random() < cfg.background_rate[t] * (1 if j == 0 else 0.6)
-    ]
+    bgs = [b for j, b in enumerate(belief["backgrounds"]) if rng.random() < cfg.background_rate[t] * (0.6 if j else 1)]
     return objs, bgs
 
 
-def _scene_sentence(objs: list, bgs: list, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
+def _scene_sentence(objs: list, bgs: list, rng: np.random.Generator, cfg: SimCaptionerConfig) -> str:
     nps = [_noun_phrase(n, c, rng, cfg) for n, c, _ in objs]
     if objs and objs[0][2] in bgs:
         bgs = [objs[0][2]] + [b for b in bgs if b != objs[0][2]]  # "a boat on the water"
@@ -771,10 +592,10 @@ def _scene_sentence(objs: list, bgs: list, rng: np.random.Generator, cfg: Captio
     return s
 
 
-def _caption(t: int, belief: dict, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
+def _caption(t: int, belief: dict, rng: np.random.Generator, cfg: SimCaptionerConfig) -> str:
     "One first-round caption for prompt `t` (0..5)."
     objs, bgs = _mentions(belief, t, rng, cfg)
-    if rng.random() < cfg.p_generic:
+    if rng.random() < cfg.noise["p_generic"]:
         if t == 5 and rng.random() < 0.1:
             question = "What is the background of this image?"
             return f"{question} Question: {question} Answer: {question}"
@@ -788,71 +609,60 @@ def _caption(t: int, belief: dict, rng: np.random.Generator, cfg: CaptionerConfi
             s += ", and it shows " + _join([_noun_phrase(n, c, rng, cfg) for n, c, _ in objs])
         return _style(s, rng)
     if t == 3:
-        items = [_noun_phrase(n, c, rng, cfg) for n, c, _ in objs] + [
-            str(rng.choice(BACKGROUND_PHRASES[b])) for b in bgs
-        ]
-        if rng.random() < cfg.p_other_noun:
+        items = [_noun_phrase(n, c, rng, cfg) for n, c, _ in objs]
+        items += [str(rng.choice(BACKGROUND_PHRASES[b])) for b in bgs]
+        if rng.random() < cfg.noise["p_other_noun"]:
             items.append(str(rng.choice(OTHER_NOUNS)))
-        if rng.random() < cfg.p_repeat:
+        if rng.random() < cfg.noise["p_repeat"]:
             return _style(_truncate(", ".join(items[: 1 + rng.integers(min(2, len(items)))] * 20), rng, cfg), rng)
         return _style(_join(items), rng)
     if t == 4:
-        return _style(
-            str(rng.choice(["this is a photo of ", "this is a picture of ", "it's a photo of "]))
-            + _scene_sentence(objs, bgs, rng, cfg),
-            rng,
-        )
+        head = str(rng.choice(["this is a photo of ", "this is a picture of ", "it's a photo of "]))
+        return _style(head + _scene_sentence(objs, bgs, rng, cfg), rng)
     if t == 5:
         if not bgs:
             return _style("the background of this image is " + _scene_sentence(objs, [], rng, cfg), rng)
-        bg = str(rng.choice(BACKGROUND_PHRASES[bgs[0]]))
-        form = rng.integers(4)
-        s = [
-            "the background of this image is " + bg,
-            "the background of this image is " + _scene_sentence(objs, bgs, rng, cfg),
-            "it's " + bg,
-            bg,
-        ][form]
-        return _style(s, rng)
+        bg, form = str(rng.choice(BACKGROUND_PHRASES[bgs[0]])), rng.integers(4)
+        sentence = _scene_sentence(objs, bgs, rng, cfg)  # drawn whichever form is kept
+        return _style(["the background of this image is " + bg, "the background of this image is " + sentence,
+                       "it's " + bg, bg][form], rng)
     return _style(_scene_sentence(objs, bgs, rng, cfg), rng)
 
 # %% ../nbs/19_synth.ipynb #42e40efb
-def _recaption(t: int, belief: dict, X: str, rng: np.random.Generator, cfg: CaptionerConfig) -> str:
+def _recaption(t: int, belief: dict, X: str, rng: np.random.Generator, cfg: SimCaptionerConfig) -> str:
     "One second-round caption for prompt `t`, whose prompt contains the first round's categories `X`."
+    noise = cfg.noise
     if X and t == 3:
         u = rng.random()
-        if u < cfg.p_question_echo:
+        if u < noise["p_question_echo"]:
             q = f"{X}.  Question: What objects are present in this image, excluding {X}? Answer: "
             return _truncate(q * 4, rng, cfg)
-        if u < cfg.p_question_echo + cfg.p_word_salad:
+        if u < noise["p_question_echo"] + noise["p_word_salad"]:
             return _truncate(", ".join([X] * 20), rng, cfg)
-    if X and t == 4 and rng.random() < cfg.p_not_sure:
+    if X and t == 4 and rng.random() < noise["p_not_sure"]:
         return f'I\'m not sure what you mean by "exclude {X}", but ' + _caption(0, belief, rng, cfg).lower()
-    if X and t == 5 and rng.random() < cfg.p_bg_excluding:
+    if X and t == 5 and rng.random() < noise["p_bg_excluding"]:
         head = f"The background of this image, excluding {X}, is "
-        if rng.random() < cfg.p_pure_echo:
+        if rng.random() < noise["p_pure_echo"]:
             return _truncate(head + (f"the background of this image, excluding {X}, is ") * 4, rng, cfg)
         _, bgs = _mentions(belief, 5, rng, cfg)
         return head + (str(rng.choice(BACKGROUND_PHRASES[bgs[0]])) if bgs else "blurry")
     return _caption(t, belief, rng, cfg)
 
 # %% ../nbs/19_synth.ipynb #64cb046c
-def simulate_captions(
-    scene: Scene, image_id: str, cfg: CaptionerConfig | dict | None = None
-) -> tuple[list[str], list[str]]:
+def simulate_captions(scene: Scene, image_id: str, cfg: SimCaptionerConfig | dict | None = None) -> tuple[list, list]:
     "(six captions, six re-captions) for `scene`, deterministic in (cfg.seed, image_id)."
-    cfg = CaptionerConfig.from_dict(cfg)
+    cfg = as_config(SimCaptionerConfig, cfg)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, zlib.crc32(str(image_id).encode())]))
     belief = _perceive(scene, rng, cfg)
     first = [_caption(t, belief, rng, cfg) for t in range(6)]
-    X = " ".join(mentioned_categories(" ".join(first)))
+    X = " ".join(_naive_filter().mentioned_names(" ".join(first)))
     return first, [_recaption(t, belief, X, rng, cfg) for t in range(6)]
 
 
-def write_captions(items, out_dir, name: str, cfg: CaptionerConfig | dict | None = None) -> tuple[Path, Path]:
+def write_captions(items, out_dir, name: str, cfg: SimCaptionerConfig | dict | None = None) -> tuple[Path, Path]:
     "Write `<name>_captions.json` and `<name>_re_captions.json` for `items` = iterable of (image id, Scene)."
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir := Path(out_dir)).mkdir(parents=True, exist_ok=True)
     caps, recaps = {}, {}
     for image_id, scene in items:
         caps[f"{image_id}."], recaps[f"{image_id}."] = simulate_captions(scene, image_id, cfg)
@@ -867,50 +677,35 @@ def image_id(split: str, index: int) -> str:
 
 
 def make_benchmark(
-    out_dir,
-    config: SynthConfig | dict | None = None,
-    captioner: CaptionerConfig | dict | None = None,
-    splits: tuple = ("train", "val", "test"),
-    caption_splits: tuple = ("train", "val"),
-    progress: bool = False,
+    out_dir, config: SynthConfig | dict | None = None, captioner: SimCaptionerConfig | dict | None = None,
+    splits: tuple = ("train", "val", "test"), caption_splits: tuple = ("train", "val"), progress: bool = False
 ) -> dict:
     "Render the splits of the synthetic benchmark into `out_dir` (see the table above); returns the manifest."
-    cfg, ccfg = SynthConfig.from_dict(config), CaptionerConfig.from_dict(captioner)
+    cfg, ccfg = as_config(SynthConfig, config), as_config(SimCaptionerConfig, captioner)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     manifest = dict(config=asdict(cfg), captioner=asdict(ccfg), splits={})
     for split in splits:
         ids, scenes = [], []
-        it = range(cfg.n_images(split))
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, desc=f"synth {split}")
-        for i in it:
-            sid, s = image_id(split, i), make_scene(cfg, split, i)
-            Image.fromarray(s.image).save(out / "images" / f"{sid}.png")
-            ids.append(sid)
-            scenes.append(s)
-        (out / f"{split}_cls.txt").write_text(
-            "".join(f"{i} {' '.join(map(str, s.labels))}\n" for i, s in zip(ids, scenes))
+        for i in tqdm(range(cfg.n_images(split)), desc=f"synth {split}", disable=not progress):
+            ids.append(image_id(split, i))
+            scenes.append(make_scene(cfg, split, i))
+            Image.fromarray(scenes[-1].image).save(out / "images" / f"{ids[-1]}.png")
+        items = list(zip(ids, scenes))
+        (out / f"{split}_cls.txt").write_text("".join(f"{i} {' '.join(map(str, s.labels))}\n" for i, s in items))
+        files = dict(
+            boxes={i: [[o.cls, *map(int, o.box)] for o in s.instances] for i, s in items},
+            scenes={i: dict(backgrounds=[BACKGROUNDS[b] for b in s.backgrounds], horizon=s.horizon) for i, s in items},
+            sizes={i: [int(s.image.shape[1]), int(s.image.shape[0])] for i, s in items},
         )
-        boxes = {i: [[o.cls, *map(int, o.box)] for o in s.instances] for i, s in zip(ids, scenes)}
-        (out / f"{split}_boxes.json").write_text(json.dumps(boxes))
-        meta = {
-            i: dict(backgrounds=[BACKGROUNDS[b] for b in s.backgrounds], horizon=s.horizon) for i, s in zip(ids, scenes)
-        }
-        (out / f"{split}_scenes.json").write_text(json.dumps(meta))
+        for name, d in files.items():
+            (out / f"{split}_{name}.json").write_text(json.dumps(d))
         if split in caption_splits:
-            write_captions(zip(ids, scenes), out, split, ccfg)
+            write_captions(items, out, split, ccfg)
         buckets = [size_bucket(o.box, max(s.image.shape[:2])) for s in scenes for o in s.instances]
-        sizes = {i: [int(s.image.shape[1]), int(s.image.shape[0])] for i, s in zip(ids, scenes)}
-        (out / f"{split}_sizes.json").write_text(json.dumps(sizes))
-        manifest["splits"][split] = dict(
-            n_images=len(ids),
-            n_instances=len(buckets),
-            captions=split in caption_splits,
-            **{f"share_{b}": round(buckets.count(b) / max(1, len(buckets)), 4) for b in ("small", "medium", "large")},
-        )
+        shares = {f"share_{b}": round(buckets.count(b) / max(1, len(buckets)), 4) for b in ("small", "medium", "large")}
+        counts = dict(n_images=len(ids), n_instances=len(buckets), captions=split in caption_splits)
+        manifest["splits"][split] = {**counts, **shares}
     synth_vocab().save(out / "synth.json")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -939,25 +734,17 @@ def read_boxes(path) -> dict[str, list[tuple[int, tuple]]]:
     return out
 
 # %% ../nbs/19_synth.ipynb #82d7e23f
-def mention_rates(
-    n_images: int = 300, config: SynthConfig | dict | None = None, captioner: CaptionerConfig | dict | None = None
-) -> dict:
+def mention_rates(n_images: int = 300, config: SynthConfig | dict | None = None, captioner=None) -> dict:
     """Share of (image, class) pairs named in >= 1 of the 12 strings, by the size bucket of the class's largest
     instance; and of absent classes."""
-    cfg = SynthConfig.from_dict(config)
+    cfg = as_config(SynthConfig, config)
     hits: dict[str, list] = {"small": [], "medium": [], "large": [], "absent": []}
     for i in range(n_images):
         s = make_scene(cfg, "train", i)
         c, r = simulate_captions(s, image_id("train", i), captioner)
-        named = set().union(*(mentioned_categories(x) for x in c + r))
+        named = {name for x in c + r for name in _naive_filter().mentioned_names(x)}
         for k, name in enumerate(CLASSES):
             inst = [o for o in s.instances if o.cls == k]
-            key = (
-                size_bucket(
-                    max((o.box for o in inst), key=lambda b: max(b[2] - b[0], b[3] - b[1])), max(s.image.shape[:2])
-                )
-                if inst
-                else "absent"
-            )
+            key = size_bucket(max(inst, key=s.size).box, max(s.image.shape[:2])) if inst else "absent"
             hits[key].append(name in named)
     return {k: float(np.mean(v)) for k, v in hits.items()}
