@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--captions", help="the folder of <name>_captions.json (+ re-captions) or a captions file")
             q.add_argument("--preset", help="paper (default: Fig. 2 and 3 read literally) | tuned")
             q.add_argument("--out", dest="out_dir", help="the run's folder (default: results/<protocol>/<run name>)")
-        q.add_argument("--overwrite", action="store_true", help="recompute caches / replace a folder another run wrote")
+        q.add_argument("--overwrite", action="store_true", help="replace the run folder that another run wrote"
+                       if name == "train" else "recompute the caches")  # fmt: skip
         q.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
         _add_settings(q)
     q = add("evaluate", _evaluate, "mAP, per-class AP, CF1/OF1 of a saved model on a protocol's labelled split")

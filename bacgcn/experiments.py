@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import logging
 import math
@@ -24,9 +25,10 @@ from .protocols import PROTOCOLS, caption_files, get_protocol
 # %% auto #0
 __all__ = ['ABLATIONS', 'REPORTED', 'TABLE_COLUMNS', 'METHOD_LABELS', 'NOT_RUN', 'NOT_REPORTED', 'RESULT_COLUMNS',
            'experiment_config', 'default_run_name', 'parse_value', 'parse_params', 'experiment_path',
-           'notebook_parameters', 'check_run', 'run_notebook', 'check_data', 'format_problems', 'cli_check_data',
-           'cli_run', 'Ablation', 'ablation_table', 'Reported', 'weights_label', 'collect_results', 'table_values',
-           'main_table', 'to_markdown', 'plot_map_history', 'plot_per_class_ap', 'plot_similarity_overlay']
+           'notebook_parameters', 'check_run', 'check_activation', 'papermill_log', 'run_notebook', 'check_data',
+           'format_problems', 'cli_check_data', 'cli_run', 'Ablation', 'ablation_table', 'Reported', 'weights_label',
+           'collect_results', 'table_values', 'main_table', 'to_markdown', 'plot_map_history', 'plot_per_class_ap',
+           'plot_similarity_overlay']
 
 # %% ../nbs/18_experiments.ipynb #dc8998f8
 def experiment_config(protocol: str = "voc2007", data_root: str = "", captions: str = "", *, preset: str = "paper",
@@ -45,9 +47,16 @@ def experiment_config(protocol: str = "voc2007", data_root: str = "", captions: 
         for k in ("clip", "train"):
             d[k] = deep_merge(d.get(k) or {}, {"device": device})
     if tta and d.get("tta") is None:
-        d["tta"] = {}
+        d["tta"] = tta if isinstance(tta, dict) else {}  # -s tta.grid=3 reaches here as a dict
     cfg = as_config(ExperimentConfig, d)
     cfg.clip_config(), cfg.train_config(), cfg.data_spec()  # every setting checked before anything runs
+    from bacgcn.captions import CaptionConfig
+    from bacgcn.features import FeatureConfig
+    from bacgcn.tta import TTAConfig
+
+    for cls, section in ((CaptionConfig, cfg.caption_config), (FeatureConfig, cfg.features), (TTAConfig, cfg.tta)):
+        if section is not None:
+            as_config(cls, section)
     if out_dir is None:
         root = Path(results_root) / (cfg.protocol or cfg.data_spec().dataset)
         out_dir = root / (run_name or default_run_name(cfg))
@@ -130,7 +139,9 @@ def notebook_parameters(path: str | Path) -> dict:
     import papermill as pm
 
     out = {}
-    for k, v in pm.inspect_notebook(str(path)).items():
+    with papermill_log():
+        found = pm.inspect_notebook(str(path))
+    for k, v in found.items():
         try:
             out[k] = ast.literal_eval(v["default"])
         except (ValueError, SyntaxError):
@@ -153,53 +164,90 @@ def check_run(experiment: str | Path, params: dict, out_dir=None) -> Path:
     if path.stem not in ("run", "ablation"):
         return Path(str(out_dir or p.get("out_dir") or Path("results") / path.stem))
     cfg = experiment_config(**{**p, "out_dir": out_dir or p.get("out_dir")})  # a bad setting: an error, nothing written
+    check_activation(cfg.clip_config())
     out = Path(cfg.out_dir)
-    if (out / "run.json").exists() and not p.get("overwrite") and path.stem == "run":
-        from bacgcn.clip import load_clip
-        from bacgcn.pipeline import check_run_folder, run_identity
+    if path.stem == "run" and not p.get("overwrite") and out.is_dir():
+        from bacgcn.pipeline import RUN_FILE, check_run_folder, run_identity
 
-        check_run_folder(out, run_identity(cfg, load_clip(cfg.clip_config())))
+        identity = {}
+        if (out / RUN_FILE).is_file():
+            from bacgcn.clip import load_clip
+
+            identity = run_identity(cfg, load_clip(cfg.clip_config()))
+        check_run_folder(out, identity)
     return out
 
 
-class _LineEcho(logging.Handler):
-    "Passes the notebook's printed lines (papermill's `log_output`) on to a stream, without papermill's decoration."
+def check_activation(c) -> None:
+    "Refuse a weights file whose activation `bacgcn.clip.load_clip` cannot tell, before a kernel starts."
+    import open_clip
 
-    def __init__(self, stream):
-        super().__init__(logging.INFO)
+    from bacgcn.clip import resolve_quick_gelu
+
+    w = Path(str(c.pretrained)).expanduser() if c.pretrained else None
+    if c.quick_gelu is None and c.model_config is None and c.model_name and w is not None and w.is_file():
+        name = c.model_name.replace("/", "-")
+        try:
+            resolve_quick_gelu(c, name, w, (open_clip.get_model_config(name) or {}).get("quick_gelu"))
+        except ValueError:
+            raise ValueError(f"{w}: {name} weights are published with QuickGELU (OpenAI) and with GELU, and this "
+                             "file's activation is unknown; set it: -p config.clip.quick_gelu true for OpenAI's "
+                             "weights, false otherwise") from None
+
+
+_NOT_ECHOED = re.compile(r"(Executing|Ending) Cell \d+-*$|Executing notebook|Input Notebook|Output Notebook|"
+                         r"Working directory|<Figure size|.*TqdmWarning: IProgress not found|\s+from \.autonotebook")
+
+
+class _LineEcho(logging.Handler):
+    "Passes papermill's log lines (with `log_output`, the notebook's printed lines) on to a stream, undecorated."
+
+    def __init__(self, stream, level: int):
+        super().__init__(level)
         self.stream = stream
 
     def emit(self, record):
         for line in str(record.getMessage()).splitlines():
-            if line.strip() and not line.startswith(("Executing notebook", "Input Notebook", "Output Notebook")):
+            if line.strip() and not _NOT_ECHOED.match(line):
                 print(f"  | {line}", file=self.stream, flush=True)
 
 
+@contextlib.contextmanager
+def papermill_log(level: int = logging.WARNING, stream=None):
+    "Inside the block papermill logs at `level` and up to `stream` (stderr) once: not through the root logger too."
+    logger = logging.getLogger("papermill")
+    before = logger.handlers[:], logger.propagate, logger.level
+    logger.handlers, logger.propagate = [_LineEcho(stream or sys.stderr, level)], False
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = before[0], before[1]
+        logger.setLevel(before[2])
+
+
 def run_notebook(experiment: str | Path, params: dict | None = None, out_dir=None, *, log: bool = False, cwd=None,
-                 stream=None) -> Path:
-    "Execute `experiment` with `params` into `<out_dir>/<experiment>.ipynb` (see above); returns that path."
+                 stream=None, checked: bool = False) -> Path:
+    """Execute `experiment` with `params` into `<out_dir>/<experiment>.ipynb` (see above); returns that path.
+    `checked`: `out_dir` is what `check_run` has just returned for these parameters (it is not checked again)."""
     import papermill as pm
 
     path, params = experiment_path(experiment), json.loads(json.dumps(params or {}, default=str))  # plain values
-    out = check_run(path, params, out_dir)
+    out = Path(out_dir) if checked else check_run(path, params, out_dir)
     params["out_dir"] = str(out)
     out.mkdir(parents=True, exist_ok=True)
     target, failed = out / f"{path.stem}.ipynb", out / "FAILED"
-    logger, echo = logging.getLogger("papermill"), _LineEcho(stream or sys.stderr) if log else None
-    before = logger.handlers[:], logger.propagate, logger.level
-    if echo:  # our handler alone, once: not also through the root logger that a library may have configured
-        logger.handlers, logger.propagate = [echo], False
-        logger.setLevel(logging.INFO)
     try:
-        pm.execute_notebook(str(path), str(target), parameters=params, progress_bar=False, cwd=str(cwd or Path.cwd()),
-                            log_output=log, stderr_file=None)
+        # the kernel process's own log is not the notebook's output (a warning about its TCP transport, an "error" on
+        # the interrupt that ends it); a kernel that dies still fails the run here
+        with papermill_log(logging.INFO if log else logging.WARNING, stream):
+            pm.execute_notebook(str(path), str(target), parameters=params, progress_bar=False, log_output=log,
+                                cwd=str(cwd or Path.cwd()), stderr_file=None,
+                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # fmt: skip
     except BaseException as e:  # KeyboardInterrupt too: the folder must say that it is incomplete
         failed.write_text(f"{path.stem} failed at {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
                           f"{_error_text(e)}\nexecuted notebook: {target}\nparameters: {json.dumps(params)}\n")
         raise
-    finally:
-        logger.handlers, logger.propagate = before[0], before[1]
-        logger.setLevel(before[2])
     failed.unlink(missing_ok=True)
     return target
 
@@ -223,7 +271,7 @@ def check_data(protocol: str, root, captions=None, split=None, recaptions=None, 
             target, s_ = root / s, None
         else:
             target, s_ = root, s
-        for prob in check_layout(p.dataset, target, s_, **{k: v for k, v in kw.items() if k != "class_names"}):
+        for prob in check_layout(p.dataset, target, s_, **kw):
             (notes if "image files missing" in prob.what and s == p.splits[0] else problems).append(prob)
         try:
             found[s] = load_dataset(p.dataset, target, s_, **kw)
@@ -242,7 +290,8 @@ def check_data(protocol: str, root, captions=None, split=None, recaptions=None, 
                 continue
             ids = {str(k).removesuffix(".") for k in found_caps}
             if bad := caption_count_problems(found_caps):
-                problems.append(Problem(path, f"{len(bad)} images have other than 6 captions ({_sample(bad)})"))
+                counts = _sample(f"{k}: {n}" for k, n in bad)
+                problems.append(Problem(path, f"{len(bad)} images have other than 6 captions ({counts})"))
             if train is not None:
                 split_ids = set(train.image_ids)
                 if miss := sorted(split_ids - ids):
@@ -289,7 +338,7 @@ def cli_run(experiment: str, params: dict, out: str | None = None, quiet: bool =
     out_dir = check_run(path, params, out)
     print(f"bacgcn run: {path} -> {out_dir}", flush=True)
     try:
-        nb = run_notebook(path, params, out_dir, log=not quiet)
+        nb = run_notebook(path, params, out_dir, log=not quiet, checked=True)
     except Exception as e:
         print(f"bacgcn run: {path.stem} failed: {_error_text(e)}\n  marked {out_dir / 'FAILED'}; executed notebook: "
               f"{out_dir / (path.stem + '.ipynb')}", file=sys.stderr)

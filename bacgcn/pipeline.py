@@ -88,7 +88,10 @@ class ExperimentConfig:
 
     def data_spec(self) -> DataSpec:
         "The resolved data of this run (`bacgcn.protocols.resolve_data`)."
-        d = dict(self.data)
+        d, known = dict(self.data), ("dataset", "train_split", "test_split", "options", "test_options", "image_root",
+                                     "vocab")  # fmt: skip
+        if unknown := sorted(set(d) - set(known)):
+            raise ValueError(f"unknown data fields {unknown}; known fields are {list(known)}")
         return resolve_data(self.protocol, self.data_root, dataset_options=d.pop("options", None), **d)
 
     def caption_files(self) -> tuple[Path, Path | None]:
@@ -335,7 +338,8 @@ def identity_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def check_run_folder(out_dir, identity: dict) -> None:
     "Raise a ValueError when `out_dir` holds another run's results; nothing is written."
-    out, how = Path(out_dir), "use another output folder (--out, -p out_dir) or replace it (--overwrite)"
+    out = Path(out_dir)
+    how = "use another output folder (--out DIR) or replace it (bacgcn train --overwrite, bacgcn run -p overwrite true)"
     if (out / RUN_FILE).is_file():
         try:
             stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))["identity"]
