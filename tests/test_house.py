@@ -1,6 +1,7 @@
 """The package's house rules, checked on the exported code: modules import each other without cycles and never
-import another module's private names, every third-party import is a declared dependency, and the code is one
-statement per line of at most 120 characters."""
+import another module's private names, every third-party import is a declared dependency, the code is one
+statement per line of at most 120 characters, and the package stays within the budget of issue 16 (lines,
+dataclass fields, command-line arguments)."""
 from __future__ import annotations
 
 import ast
@@ -83,6 +84,77 @@ def test_no_private_names_across_modules():
             if mod.startswith("bacgcn") and mod != f"bacgcn.{p.stem}":
                 bad += [f"{p.name}:{line} imports {w} from {mod}" for w in what if w.startswith("_") and not w.endswith("__")]
     assert not bad, bad
+
+
+def test_no_private_attributes_of_other_modules():
+    "Nor reaches one through a module object (`from bacgcn import features; features._Photos`)."
+    names, bad = {p.stem for p in MODULES}, []
+    for p in MODULES:
+        tree = ast.parse(p.read_text())
+        aliases = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or node.module == "bacgcn"):
+                aliases |= {a.asname or a.name for a in node.names if a.name in names and a.name != p.stem}
+            elif isinstance(node, ast.Import):
+                aliases |= {a.asname for a in node.names if a.name.startswith("bacgcn.") and a.asname}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                if node.attr.startswith("_") and not node.attr.endswith("__"):
+                    bad.append(f"{p.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not bad, bad
+
+
+# ------------------------------------------------------------------------------------------------ the budget
+# Issue 16 ("a lean bacgcn"): what the package may cost a reader. The counts are those of
+# the issue: lines of bacgcn/*.py without the generated _modidx.py, fields of the dataclasses,
+# arguments of the command line over every subcommand (help and version not counted).
+BUDGET = {"lines": 8000, "dataclass fields": 200, "cli arguments": 60}
+
+
+def package_lines() -> dict[str, int]:
+    return {p.name: len(p.read_text().splitlines()) for p in MODULES}
+
+
+def dataclass_fields() -> dict[str, int]:
+    out = {}
+    for p in MODULES:
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                (isinstance(d, ast.Name) and d.id == "dataclass")
+                or (isinstance(d, ast.Call) and getattr(d.func, "id", "") == "dataclass")
+                for d in node.decorator_list
+            ):
+                out[f"{p.stem}.{node.name}"] = sum(isinstance(s, ast.AnnAssign) for s in node.body)
+    return out
+
+
+def cli_arguments() -> dict[str, int]:
+    "{command: arguments}, the top level under ''."
+    import argparse
+
+    from bacgcn.cli import build_parser
+
+    out = {}
+
+    def walk(parser, name):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, sp in a.choices.items():
+                    walk(sp, sub)
+            elif not isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+                out[name] = out.get(name, 0) + 1
+
+    walk(build_parser(), "")
+    return out
+
+
+@pytest.mark.parametrize("what,count", [("lines", package_lines), ("dataclass fields", dataclass_fields),
+                                        ("cli arguments", cli_arguments)], ids=["lines", "fields", "cli"])
+def test_within_the_budget(what, count):
+    got = count()
+    assert sum(got.values()) > {"lines": 3000, "dataclass fields": 50, "cli arguments": 20}[what]  # the count counts
+    largest = ", ".join(f"{k} {v}" for k, v in sorted(got.items(), key=lambda kv: -kv[1])[:8])
+    assert sum(got.values()) <= BUDGET[what], f"{sum(got.values())} {what} > {BUDGET[what]}; the largest: {largest}"
 
 
 def test_as_config_comes_from_config():
