@@ -7,20 +7,20 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REF="${BACGCN_REFERENCE_DATA:-../shared/data}"
 OUT=results/captions/voc2007_trainval.json
-CMD="bacgcn captions score --captions $REF/captions/voc2007_captions.json --recaptions $REF/captions/voc2007_re_captions.json --vocab voc2007 --labels $REF/labels/voc2007_trainval_cls.txt --json"
+CMD="bacgcn captions --captions $REF/captions/voc2007_captions.json --recaptions $REF/captions/voc2007_re_captions.json --vocab voc2007 --labels $REF/labels/voc2007_trainval_cls.txt --json"
 $CMD > "$OUT.tmp"
 python - "$OUT" "$CMD" <<'PY'
 import json, os, sys
 from pathlib import Path
-from bacgcn.captions import (CaptionConfig, align, pseudo_labels, read_captions, read_label_sets, score_pseudo_labels,
-                             vocab_with_synonyms)
+from bacgcn.captions import CaptionConfig, align, pseudo_labels, read_captions, score_pseudo_labels, vocab_with_synonyms
+from bacgcn.data import read_label_list
 from bacgcn.vocab import load_vocab
 out, cmd = Path(sys.argv[1]), sys.argv[2]
 res = json.loads(Path(f"{out}.tmp").read_text())
 S = Path(os.environ.get("BACGCN_REFERENCE_DATA") or "../shared/data")
 voc = load_vocab("voc2007")
 caps = read_captions(S / "captions/voc2007_captions.json", S / "captions/voc2007_re_captions.json")
-gt = read_label_sets(S / "labels/voc2007_trainval_cls.txt", voc.n_classes)
+gt = read_label_list(S / "labels/voc2007_trainval_cls.txt", voc.classes)
 keys = ["micro_p", "micro_r", "micro_f1", "macro_p", "macro_r", "macro_f1", "vote_map", "n_images"]
 def halves(pl):
     out = {}
@@ -36,7 +36,7 @@ naive = halves(pseudo_labels(caps, naive_vocab, CaptionConfig.naive()))
 plain = dict(share_of="all", min_share=0.0, salience_weight=0.0)
 steps = [("authors' synonyms, naive", naive_vocab, CaptionConfig.naive()),
          ("our synonyms, naive", voc, CaptionConfig.naive()),
-         ("  + hard = named by >= 3 captions", voc, CaptionConfig.from_any(dict(vars(CaptionConfig.naive()), min_votes=3))),
+         ("  + hard = named by >= 3 captions", voc, CaptionConfig(**{**vars(CaptionConfig.naive()), "min_votes": 3})),
          ("  + echo / interior removal, stop phrases, context rules", voc, CaptionConfig(min_votes=3, **plain)),
          ("  + share of informative captions >= 0.3 (min_votes 1)", voc, CaptionConfig(salience_weight=0.0)),
          ("  + salience tie-break 0.1 (= defaults)", voc, CaptionConfig())]
