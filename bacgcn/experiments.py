@@ -175,6 +175,9 @@ def check_run(experiment: str | Path, params: dict, out_dir=None) -> Path:
 
             identity = run_identity(cfg, load_clip(cfg.clip_config()))
         check_run_folder(out, identity)
+        if p.get("resume") is False and (out / "checkpoint.pt").is_file():
+            raise ValueError(f"{out} holds this run's checkpoint and -p resume is false: continue it (-p resume true) "
+                             "or start again (-p overwrite true)")
     return out
 
 

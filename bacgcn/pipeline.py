@@ -380,7 +380,13 @@ def run_experiment(config, *, progress=True, resume=True, overwrite=False, log=N
     vocab, (train_ds, test_ds) = load_vocab(spec.vocab), stage(1, where, lambda: load_splits(spec))
     backbone = prep.backbone if prep is not None else load_clip(cfg.clip_config())
     identity = run_identity(cfg, backbone)
-    out = claim_run_folder(cfg.out_dir, identity, overwrite=overwrite)  # refused here, before any work
+    if not overwrite:  # refused before anything is written: another run's folder, or this run's that must not resume
+        check_run_folder(cfg.out_dir, identity)
+        if not resume and (Path(cfg.out_dir) / "checkpoint.pt").is_file():
+            raise ValueError(f"{cfg.out_dir} holds this run's checkpoint and resume is off: continue it (resume=True, "
+                             "-p resume true) or start again (overwrite=True, -p overwrite true, bacgcn train "
+                             "--overwrite)")
+    out = claim_run_folder(cfg.out_dir, identity, overwrite=overwrite)
     write_json_atomic(out / "experiment.json", asdict(cfg))
     caps, recaps = cfg.caption_files()
     pl = stage(2, f"captions: {caps.name} -> pseudo labels",

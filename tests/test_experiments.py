@@ -406,6 +406,10 @@ def test_a_folder_of_another_run_is_refused_before_the_kernel_and_the_advice_wor
     )
     assert rc == 0, err[-3000:]
     assert json.loads((out / "run.json").read_text())["identity"]["train"]["lr"] == 0.5
+    before = {f: f.stat().st_mtime_ns for f in out.rglob("*")}
+    rc, _, err = cli("run", "run", *params("synthetic"), "-p", "config.train.lr", "0.5", "--out", out,
+                     "-p", "resume", "false")
+    assert rc == 2 and "-p resume true" in err and {f: f.stat().st_mtime_ns for f in out.rglob("*")} == before, err
     (out / "run.json").unlink()
     rc, _, err = cli("run", "run", *params("synthetic"), "--out", out)  # results without run.json: an unknown run
     assert rc == 2 and "results of an unknown run" in err, err
@@ -671,6 +675,15 @@ def test_notebooks_import_only_from_bacgcn_and_plotting():
             for line in c.source.splitlines():
                 if line.startswith(("import ", "from ")):
                     assert line.split()[1].split(".")[0] in allowed, f"{name}: {line}"
+
+
+def test_the_notebooks_say_which_anchor_counts_difficult_objects_how():
+    "VOC2007 tables use three conventions: the metrics and protocols notebooks name each anchor's."
+    for name in ("04_metrics", "15_protocols"):
+        cells = nbformat.read(REPO / "nbs" / f"{name}.ipynb", as_version=4).cells
+        text = " ".join(c.source for c in cells if c.cell_type == "markdown").replace("\n", " ")
+        for anchor, convention in [("TagCLIP", "positive"), ("PIAA", "negative")]:
+            assert re.search(rf"{anchor}[^.]{{0,80}}{convention}|{convention}[^.]{{0,80}}{anchor}", text), (name, anchor)
 
 
 def test_the_grid_and_the_tables():

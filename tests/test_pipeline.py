@@ -373,6 +373,9 @@ def test_a_folder_of_another_run_is_refused_before_any_work(world, run, tmp_path
     rc, _, err = cli(*train_args(world, copy), "-s", "train.lr=0.5", "--overwrite")  # following the advice
     assert rc == 0, err
     assert json.loads((copy / "run.json").read_text())["identity"]["train"]["lr"] == 0.5
+    with pytest.raises(ValueError, match=r"resume is off: continue it \(resume=True, -p resume true\)"):
+        run_experiment(config(world, run.out), progress=False, resume=False)
+    assert stored(run.out) == before
     (tmp_path / "unknown").mkdir()
     (tmp_path / "unknown" / "model.pt").write_bytes(b"")
     rc, _, err = cli(*train_args(world, tmp_path / "unknown"))
