@@ -37,7 +37,6 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3  # AdamW
     weight_decay: float = 1e-4
-    lr_schedule: str = "cosine"  # "cosine" (per epoch, down to 0.1 lr) | "constant"
     target: str = "soft"  # "soft": share of captions mentioning o | "hard": the filtered 0/1 pseudo labels
     loss: str = "bce"  # "bce" | "asl" (bacgcn.model.LOSSES)
     use_backgrounds: bool = True  # background categories as nodes and loss targets
@@ -54,7 +53,6 @@ class TrainConfig:
         self.model = as_config(ModelConfig, self.model)
         self.graph, self.reso_config = as_config(GraphConfig, self.graph), as_config(ResoConfig, self.reso_config)
         rules = [("epochs", self.epochs >= 1, ">= 1"), ("loss", self.loss in LOSSES, f"one of {list(LOSSES)}"),
-                 ("lr_schedule", self.lr_schedule in ("cosine", "constant"), "'cosine' or 'constant'"),
                  ("target", self.target in ("soft", "hard"), "'soft' or 'hard'"),
                  ("reso_candidates", self.reso_candidates in ("hard", "mentioned"), "'hard' or 'mentioned'"),
                  ("reso_start_epoch", not self.reso or 1 <= self.reso_start_epoch <= self.epochs,
@@ -164,10 +162,10 @@ class Trainer:
         self.loss_fn = LOSSES[config.loss]
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                      weight_decay=config.weight_decay)
-        T, cosine = config.epochs, config.lr_schedule == "cosine"
+        T = config.epochs
         # η_e = η (0.1 + 0.9 · ½ (1 + cos(π (e - 1) / T))) in epoch e = 1..T, or η
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda e: 0.1 + 0.45 * (1 + math.cos(math.pi * min(e, T) / T)) if cosine else 1.0)
+            self.opt, lambda e: 0.1 + 0.45 * (1 + math.cos(math.pi * min(e, T) / T)))
         self.history, self.epoch = [], 0
 
     def evaluate(self) -> dict:
