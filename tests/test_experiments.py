@@ -407,8 +407,9 @@ def test_a_folder_of_another_run_is_refused_before_the_kernel_and_the_advice_wor
     assert rc == 0, err[-3000:]
     assert json.loads((out / "run.json").read_text())["identity"]["train"]["lr"] == 0.5
     before = {f: f.stat().st_mtime_ns for f in out.rglob("*")}
-    rc, _, err = cli("run", "run", *params("synthetic"), "-p", "config.train.lr", "0.5", "--out", out,
-                     "-p", "resume", "false")
+    rc, _, err = cli(
+        "run", "run", *params("synthetic"), "-p", "config.train.lr", "0.5", "--out", out, "-p", "resume", "false"
+    )
     assert rc == 2 and "-p resume true" in err and {f: f.stat().st_mtime_ns for f in out.rglob("*")} == before, err
     (out / "run.json").unlink()
     rc, _, err = cli("run", "run", *params("synthetic"), "--out", out)  # results without run.json: an unknown run
@@ -589,6 +590,20 @@ def test_check_data_captions(voc, capsys):
     assert "does not exist" in check_data("voc2007", root, captions=caps)[0][0].what
 
 
+def test_the_captions_command_warns_about_caption_counts(tmp_path):
+    "`bacgcn captions` scores and writes the pseudo labels of files with 1 and 13 captions, saying which and how many."
+    caps = tmp_path / "c.json"
+    caps.write_text(json.dumps({"000001.": ["a dog"], "000002.": ["a cat"] * 13, "000003.": ["a car"] * 6}))
+    (tmp_path / "gt.txt").write_text("000001 11\n000002 7\n000003 6\n")
+    for extra in (["--labels", tmp_path / "gt.txt", "--json"], ["--out", tmp_path / "out"]):
+        with pytest.warns(
+            UserWarning, match=r"2 of 3 images .*other than the format's 6: '000001' \(1\), '000002' \(13\)"
+        ):
+            rc, _, err = cli("captions", "--captions", caps, "--vocab", "voc2007", *extra)
+        assert rc == 0, err
+    assert (tmp_path / "out").is_dir()
+
+
 def test_check_data_coco_captions_of_an_unannotated_image_are_a_note(tmp_path, capsys):
     "`bacgcn run` accepts captions of images the reader drops, so check-data does too (exit 0, with a note)."
     cats = list(enumerate(load_vocab("coco2014").classes, 1))
@@ -683,7 +698,10 @@ def test_the_notebooks_say_which_anchor_counts_difficult_objects_how():
         cells = nbformat.read(REPO / "nbs" / f"{name}.ipynb", as_version=4).cells
         text = " ".join(c.source for c in cells if c.cell_type == "markdown").replace("\n", " ")
         for anchor, convention in [("TagCLIP", "positive"), ("PIAA", "negative")]:
-            assert re.search(rf"{anchor}[^.]{{0,80}}{convention}|{convention}[^.]{{0,80}}{anchor}", text), (name, anchor)
+            assert re.search(rf"{anchor}[^.]{{0,80}}{convention}|{convention}[^.]{{0,80}}{anchor}", text), (
+                name,
+                anchor,
+            )
 
 
 def test_the_grid_and_the_tables():
