@@ -352,9 +352,9 @@ def test_report_on_empty_results_says_not_run_everywhere(tmp_path):
     t = main_table(collect_results(tmp_path / "none"))
     measured = [i for i in t.index if "(reported)" not in i]
     assert (t.loc[measured] == NOT_RUN).all().all()
-    for r in REPORTED:
-        expected = [f"{r.values[c]:.1f}" if c in r.values else NOT_REPORTED for c in t.columns]
-        assert t.loc[f"{r.method} (reported)"].tolist() == expected
+    for method, r in REPORTED.items():
+        expected = [f"{r['mAP'][c]:.1f}" if c in r["mAP"] else NOT_REPORTED for c in t.columns]
+        assert t.loc[f"{method} (reported)"].tolist() == expected
 
 
 def test_failed_partial_and_ablation_runs_do_not_fill_the_table(tmp_path):
