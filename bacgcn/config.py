@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import platform
 from collections.abc import Mapping
 from dataclasses import fields
@@ -20,7 +21,8 @@ __all__ = ['as_config', 'deep_merge', 'read_config_file', 'resolve_device', 'cpu
 # %% ../nbs/01_config.ipynb #b16e52f3
 def as_config(cls, config=None, **overrides):
     """An instance of the dataclass `cls` from `None` (the defaults), an instance or a mapping of its fields,
-    with `overrides` (field=value) applied on top. Unknown field names are a ValueError that lists the known ones."""
+    with `overrides` (field=value) applied on top. Unknown field names, and a value of the wrong kind for a field
+    annotated `int`, `float`, `str` or `bool`, are a ValueError that names the field."""
     config = {} if config is None else config
     if isinstance(config, cls):
         if not overrides:
@@ -32,7 +34,15 @@ def as_config(cls, config=None, **overrides):
     known = [f.name for f in fields(cls)]
     if unknown := sorted(set(d) - set(known)):
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {known}")
+    for f in fields(cls):
+        kind = _SCALARS.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+        v = d.get(f.name)
+        if f.name in d and kind and (not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool)):
+            raise ValueError(f"{cls.__name__}.{f.name} = {d[f.name]!r}: expected {f.type}")
     return cls(**d)
+
+
+_SCALARS = {"int": numbers.Integral, "float": numbers.Real, "str": str, "bool": bool}  # annotations as_config checks
 
 # %% ../nbs/01_config.ipynb #38af6708
 def deep_merge(base: dict, override: dict | None) -> dict:

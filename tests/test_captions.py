@@ -245,13 +245,13 @@ def test_caption_counts_other_than_six_are_reported(tmp_path):
 
 
 def test_caption_counts_reach_the_score_and_filter_commands(tmp_path, capsys):
-    "`bacgcn captions score/filter` read through read_captions: the warning reaches the user."
+    "`bacgcn captions` (scoring and writing) reads through read_captions: the warning reaches the user."
     from bacgcn.cli import main
     P = VOC.index("person")
     c = write(tmp_path, "c.json", {"a.": ["a man"] * 6, "b.": ["a man"] * 13})
     lab = write(tmp_path, "gt.txt", f"a {P}\nb {P}\n")
-    for argv in (["captions", "score", "--captions", str(c), "--vocab", "voc2007", "--labels", str(lab)],
-                 ["captions", "filter", "--captions", str(c), "--vocab", "voc2007", "--out", str(tmp_path / "out")]):
+    for argv in (["captions", "--captions", str(c), "--vocab", "voc2007", "--labels", str(lab)],
+                 ["captions", "--captions", str(c), "--vocab", "voc2007", "--out", str(tmp_path / "out")]):
         with pytest.warns(UserWarning, match=r"c\.json: 1 of 2 images .* other than the format's 6: 'b' \(13\)"):
             assert main(argv) == 0
 
