@@ -383,3 +383,16 @@ def test_package_imports_without_transformers():
     out = subprocess.run([sys.executable, "-c", "import sys, bacgcn.captioner, bacgcn.data, bacgcn.features; "
                           "print('transformers' in sys.modules)"], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_command_line_shards_and_merges_a_folder(tiny, items, reference, tmp_path):
+    "`bacgcn caption --dataset folder`: two shards, then --merge 2 finds them under the folder's name."
+    from bacgcn.cli import main
+    folder, out = items[0][1].parent, tmp_path / "out"
+    opts = [f"model={tiny}", "device=cpu", "max_new_tokens=6", "batch_size=2", "chunk_size=2", "vocab=voc2007"]
+    base = ["caption", "--dataset", "folder", "--data-root", str(folder), "--out", str(out)]
+    for s in range(2):
+        assert main([*base, "--shard", f"{s}/2", *[a for o in opts for a in ("-s", o)]]) == 0
+    assert main([*base, "--merge", "2"]) == 0
+    merged = read_caption_file(out / f"{folder.name}_captions.json")
+    assert merged == read_caption_file(caption_paths(reference, "voc2007")["captions"])

@@ -94,10 +94,10 @@ def test_design_and_evaluation_worlds_stay_apart(study):
     "Design worlds have no test split, evaluation worlds no val split; a config that shares a seed is refused."
     d, m = study
     for s in m["config"]["design_seeds"]:
-        data = d / "work" / f"seed{s}" / "data"
+        (data,) = (d / "work").glob(f"seed{s}-*/data")
         assert (data / "val_cls.txt").exists() and not (data / "test_cls.txt").exists()
     for s in m["config"]["eval_seeds"]:
-        data = d / "work" / f"seed{s}" / "data"
+        (data,) = (d / "work").glob(f"seed{s}-*/data")
         assert (data / "test_cls.txt").exists() and not (data / "val_cls.txt").exists()
     with pytest.raises(ValueError, match=r"seeds \[1\]"):
         StudyConfig(eval_seeds=(1, 100), design_seeds=(0, 1))
