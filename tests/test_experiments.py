@@ -361,7 +361,7 @@ def test_failed_partial_and_ablation_runs_do_not_fill_the_table(tmp_path):
     def put(rel, mAP, **kw):
         f = tmp_path / rel / "metrics.json"
         f.parent.mkdir(parents=True)
-        f.write_text(json.dumps({"methods": {"bacgcn": {"mAP": mAP}}, "protocol_exact": True, **kw}))
+        f.write_text(json.dumps({"methods": {"bacgcn": {"mAP": mAP}}, "protocol_exact": True, "preset": "paper", **kw}))
 
     put("coco2014/a", 0.5)
     (tmp_path / "coco2014" / "a" / "FAILED").write_text("x\nRuntimeError: died\n")
