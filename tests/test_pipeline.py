@@ -505,3 +505,15 @@ def test_logit_biases_start_from_a_seeded_random_sample_of_the_training_rows():
         np.testing.assert_allclose(mean_score[:2], hard[:, :2].mean(0), atol=0.03)  # the priors of all the rows
         biases.append(model.logit_bias.detach().clone())
     assert torch.equal(biases[0], biases[1]) and not torch.equal(biases[0], biases[2])
+
+
+def test_a_runs_experiment_json_is_a_config_file_with_its_folder(world, run):
+    "`bacgcn train --config <run>/experiment.json` is that run (its folder included); -s and flags go over the file."
+    from bacgcn.cli import settings
+
+    f = run.out / "experiment.json"
+    args = lambda *a: settings(build_parser().parse_args(["train", "--config", str(f), *a]))
+    cfg = experiment_config(**args())
+    assert cfg == pipeline.ExperimentConfig(**json.loads(f.read_text())) and cfg.out_dir == str(run.out)
+    over = experiment_config(**args("-s", "train.lr=0.5", "--preset", "tuned", "--out", "elsewhere"))
+    assert (over.train["lr"], over.preset, over.out_dir) == (0.5, "tuned", "elsewhere")
