@@ -105,7 +105,7 @@ def resolve(args: list[str]) -> str:
 
 def test_the_documentation_shows_commands():
     sources = {src for src, _ in COMMANDS}
-    assert {"README.md", "experiments/README.md", "26_cli.ipynb"} <= sources, sources
+    assert {"README.md", "experiments/README.md", "23_cli.ipynb"} <= sources, sources
     assert len(COMMANDS) >= 15, COMMANDS
     shown = {args[0] for _, args in COMMANDS}
     assert {"train", "run", "evaluate", "predict", "check-data"} <= shown, shown
