@@ -265,13 +265,13 @@ def test_shipped_checkpoint_loads_into_open_clip_and_beats_chance(tmp_path):
     import open_clip
     from safetensors.torch import load_file
     from sklearn.metrics import average_precision_score
-    from bacgcn.clip import expand_token_rows
+    from bacgcn.clip import read_state_dict
     # register the shipped config with open_clip and build the model the way open_clip does
     (tmp_path / "bacgcn-tinyclip.json").write_text((ASSETS / "tinyclip_config.json").read_text())
     open_clip.add_model_config(tmp_path / "bacgcn-tinyclip.json")
     model = open_clip.create_model("bacgcn-tinyclip", pretrained=None).eval()
     sd = load_file(str(ASSETS / "tinyclip.safetensors"))
-    full = expand_token_rows(sd, 49408)
+    full = read_state_dict(ASSETS / "tinyclip.safetensors")
     missing, unexpected = model.load_state_dict(full, strict=True)
     assert not missing and not unexpected
     ids = sd["token_embedding.ids"].long()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--config", default="{}", help="other TinyClipConfig overrides as JSON")
     a = p.parse_args(argv)
     cfg = dict(json.loads(a.config), steps=a.steps, threads=a.threads, alt_text=json.loads(a.alt_text))
-    command = "python tools/train_tinyclip.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "tools/train_tinyclip.py", *(sys.argv[1:] if argv is None else argv)])
     card = reproduce(a.out, cfg, command=command)
     print(json.dumps({k: v for k, v in card["diagnostics"].items() if k != "bg_fp_by_class"}, indent=1))
     return card
