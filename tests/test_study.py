@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from bacgcn.experiments import ABLATIONS
-from bacgcn.study import KNOBS, READINGS, StudyConfig, demo_config, quick_config, run_study
+from bacgcn.study import CLIP_VARIANTS, KNOBS, StudyConfig, demo_config, quick_config, run_study
 
 FIGURES = ["methods.png", "ap_by_size.png", "map_per_epoch.png", "similarity_maps.png"]
 
@@ -34,7 +34,7 @@ def test_every_method_and_control_is_scored(study):
     assert json.loads((d / "out" / "metrics.json").read_text()) == json.loads(json.dumps(m))
     expected = {"bacgcn_paper", "bacgcn_tuned", "zeroshot_clip_global", "zeroshot_clip_local", "zeroshot_clip_tiles",
                 "bacgcn_tiles", "bacgcn_tile_head"}
-    expected |= {f"paper_{k}" for k in ABLATIONS if k != "full"} | {f"paper_{k}" for k in READINGS}
+    expected |= {f"paper_{k}" for k in ABLATIONS if k != "full"} | {f"paper_{k}" for k in CLIP_VARIANTS}
     assert expected <= set(m["methods"])
     for k, v in m["methods"].items():
         assert len(v["mAP"]["values"]) == 2, k   # one value per evaluation world
