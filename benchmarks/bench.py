@@ -263,7 +263,7 @@ def bench_extract(out_dir=OUT, *, device="auto", clip=None, images=16, baseline=
 
 
 def goal(rows: list, device_type: str) -> dict:
-    "Issue 17's goals: on a CPU attention >= 2.5x pixel in img/s; on a GPU >= 3,000 img/s and >= 15x the loop."
+    "The goals: on a CPU attention >= 2.5x pixel in img/s; on a GPU >= 3,000 img/s and >= 15x the loop."
     att = [r for r in rows if r["masking"].startswith("attention")]
     if device_type == "cuda":
         best = max(att, key=lambda r: r["images_per_s"], default={})

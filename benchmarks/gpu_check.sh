@@ -7,7 +7,7 @@
 #   extract  ViT-B/16 (random weights) at 224 px from COCO-sized JPEG files decoded on the GPU (nvJPEG): img/s and
 #            GFLOP per image for each masking reading (pixel, attention, token_drop) in fp16 and bf16, each against
 #            the one-image loop in the same process; then one setting changed at a time (workers, attention kernel,
-#            torch.compile, batch size, PIL decoding). Goal (issue 17): attention >= 3,000 img/s and >= 15x the loop
+#            torch.compile, batch size, PIL decoding). Goal: attention >= 3,000 img/s and >= 15x the loop
 #            on one H100/H200 ("goal" in the JSON says whether it is met).
 #   train    one whole epoch on an 82,081 x 196 x 512 fp16 cache (16.7 GB written under $CACHE_DIR, removed after;
 #            needs ~18.5 GB free), its pages evicted first; peak RSS.

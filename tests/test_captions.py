@@ -215,7 +215,7 @@ def test_read_captions_missing_ids(tmp_path):
 
 
 def test_caption_counts_other_than_six_are_reported(tmp_path):
-    "Issue 19: an image with 1 caption and one with 13 were used without a word; now a warning names both."
+    "An image with 1 caption and one with 13 were used without a word; now a warning names both."
     from bacgcn.captions import caption_count_problems
     six = [f"a dog {k}" for k in range(6)]
     c = write(tmp_path, "c.json", {"001.": six, "002.": ["a dog"], "003.": six * 2 + ["a cat"], "004.": six})

@@ -1,6 +1,6 @@
 """The package's house rules, checked on the exported code: modules import each other without cycles and never
 import another module's private names, every third-party import is a declared dependency, the code is one
-statement per line of at most 120 characters, and the package stays within the budget of issue 16 (lines,
+statement per line of at most 120 characters, and the package stays within its budget (lines,
 dataclass fields, command-line arguments)."""
 from __future__ import annotations
 
@@ -105,8 +105,7 @@ def test_no_private_attributes_of_other_modules():
 
 
 # ------------------------------------------------------------------------------------------------ the budget
-# Issue 16 ("a lean bacgcn"): what the package may cost a reader. The counts are those of
-# the issue: lines of bacgcn/*.py without the generated _modidx.py, fields of the dataclasses,
+# What the package may cost a reader: lines of bacgcn/*.py without the generated _modidx.py, fields of the dataclasses,
 # arguments of the command line over every subcommand (help and version not counted).
 BUDGET = {"lines": 8000, "dataclass fields": 200, "cli arguments": 60}
 

@@ -2,7 +2,7 @@
 # Reproduces results/captions/voc2007_trainval.json: quality of the caption pseudo labels on the authors'
 # VOC2007 trainval captions, read in place from the reference data folder: $BACGCN_REFERENCE_DATA, by default
 # shared/data beside the repository (layout: tests/real_data.py); the files are never copied into the repository.
-# Run from anywhere: bash results/captions/make.sh   (about 20 s on one CPU core)
+# Run from anywhere: bash results/captions/make.sh   (about a minute on one CPU core)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REF="${BACGCN_REFERENCE_DATA:-../shared/data}"
