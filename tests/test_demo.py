@@ -5,8 +5,10 @@ zero-shot baseline and the tiles' control is scored, the outputs say what made t
 import json
 from pathlib import Path
 
+import pytest
+
 from bacgcn.cli import main
-from bacgcn.study import demo_config
+from bacgcn.study import demo_config, study_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ["README.md", "methods.png", "ap_by_size.png", "map_per_epoch.png", "similarity_maps.png"]
@@ -42,3 +44,17 @@ def test_committed_demo_is_the_output_of_its_command():
     assert set(m["methods"]) == METHODS
     for f in FIGURES:
         assert (REPO / "results" / "synth" / f).exists(), f
+
+
+@pytest.mark.parametrize("folder", ["synth", "study"])
+def test_committed_readmes_are_their_metrics_rendered(folder):
+    "Each committed results README is `study_markdown` of the metrics.json beside it: no number edited by hand."
+    d = REPO / "results" / folder
+    assert (d / "README.md").read_text() == study_markdown(json.loads((d / "metrics.json").read_text()))
+
+
+def test_one_world_is_shown_without_intervals():
+    m = json.loads((REPO / "results" / "synth" / "metrics.json").read_text())
+    md = study_markdown(m)
+    assert "±" not in md and "*" not in md.split("## The methods on test")[1].split("## In words")[0]
+    assert "no interval" in md
