@@ -373,7 +373,7 @@ def time_epoch(cache: FeatureCache, *, device="cpu", batch_size: int = 64, batch
     seg = lambda r: TrainingSet([Segment(cache, r, targets(len(r)), np.ones((len(r), K), np.float32))])
     paths = [cache.path / f"{k}.npy" for k in FEATURE_KEYS]
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(epochs=2, reso=False, batch_size=batch_size, device=str(dev), lr_schedule="constant")
+        cfg = TrainConfig(epochs=2, reso=False, batch_size=batch_size, device=str(dev))
         model = train_model(m["embed_dim"], m["n_patches"], seed=seed)
         trainer = Trainer(model, seg(rows[: 2 * batch_size]), cfg, out, progress=False)
         trainer.train_epoch(1)  # warm-up: allocator, first kernels
