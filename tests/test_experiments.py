@@ -495,10 +495,11 @@ def test_experiment_config_and_the_run_name(tmp_path):
         preset="tuned",
         clip_model="tinyclip",
         results_root=str(tmp_path),
-        config={"train": {"reso": False}, "clip": {"masking": "attention"}},
+        config={"train": {"reso": False, "graph": {"edges": "all"}}},
     )
     assert Path(cfg.out_dir) == tmp_path / "nuswide" / "tinyclip-shipped-native-squash-attention1-tuned-noreso-e16-s0"
-    assert cfg.train_config().model.global_views == "plain" and cfg.train_config().graph.edges == "all"  # the preset
+    assert cfg.clip_config().masking == "attention" and cfg.train_config().model.global_views == "plain"  # the preset
+    assert cfg.train_config().graph.edges == "all"  # an explicit setting over the preset
     w = tmp_path / "w.bin"
     w.write_bytes(b"weights")
     cfg = experiment_config("voc2007", clip_pretrained=str(w), config={"clip": {"model_config": tiny_clip_config()}})
