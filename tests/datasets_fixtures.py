@@ -11,6 +11,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# what a run folder holds: `bacgcn.pipeline.run_experiment`'s files (ReSO on), and what the run notebook adds
+RUN_FILES = ("run.json", "experiment.json", "metrics.json", "history.json", "per_class_ap.csv", "model.pt",
+             "checkpoint.pt", "alignment.txt", "reso/regions.json")  # fmt: skip
+NOTEBOOK_FILES = ("run.ipynb", "figures/map_per_epoch_and_per_class_ap.png", "figures/similarity_maps.png",
+                  "figures/masking.png")  # fmt: skip
+
+
+def missing_run_files(out: Path, names=RUN_FILES + NOTEBOOK_FILES) -> list[str]:
+    "The files of `names` that are not a non-empty file under the run folder `out`."
+    return [n for n in names if not ((out / n).is_file() and (out / n).stat().st_size > 0)]
+
+
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}
 
 

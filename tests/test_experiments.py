@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from datasets_fixtures import write_coco, write_label_list, write_nuswide, write_voc
+from datasets_fixtures import missing_run_files, write_coco, write_label_list, write_nuswide, write_voc
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -234,19 +234,7 @@ def test_run_writes_its_folder_and_prints_each_stage_once(tiny, runs, protocol):
     assert rc == 0, err[-3000:]
     out = run_folder(stdout)
     assert out.parent == runs[0] / protocol and not (out / "FAILED").exists()
-    for f in [
-        "run.ipynb",
-        "run.json",
-        "experiment.json",
-        "metrics.json",
-        "history.json",
-        "per_class_ap.csv",
-        "model.pt",
-        "figures/map_per_epoch_and_per_class_ap.png",
-        "figures/similarity_maps.png",
-        "figures/masking.png",
-    ]:
-        assert (out / f).is_file(), f"{protocol}: {f} missing"
+    assert not missing_run_files(out), protocol
     m = json.loads((out / "metrics.json").read_text())
     n_test = {"nuswide": N}.get(protocol, N)  # NUS-WIDE: the unlabelled 13th test image is not scored
     assert (m["protocol"], m["protocol_exact"], m["experiment"], m["n_train"], m["n_test"]) == (

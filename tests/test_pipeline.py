@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from datasets_fixtures import write_voc
+from datasets_fixtures import RUN_FILES, missing_run_files, write_voc
 from PIL import Image
 from safetensors.torch import save_file
 from sklearn.metrics import average_precision_score
@@ -165,18 +165,7 @@ def stored(folder: Path) -> dict:
 # ------------------------------------------------------------------------------------------------ one run
 def test_a_run_writes_its_folder(world, run):
     m, out = run.metrics, run.out
-    for f in [
-        "run.json",
-        "experiment.json",
-        "metrics.json",
-        "history.json",
-        "per_class_ap.csv",
-        "model.pt",
-        "checkpoint.pt",
-        "alignment.txt",
-        "reso/regions.json",
-    ]:
-        assert (out / f).is_file(), f
+    assert not missing_run_files(out, RUN_FILES)
     assert (m["protocol"], m["protocol_exact"], m["dataset"], m["preset"]) == ("voc2007", True, "voc2007", "paper")
     assert (m["n_train"], m["n_test"], m["partial"]) == (N_TRAIN - 1, N_TEST, None)  # the corrupt image left out
     assert CORRUPT in (out / "alignment.txt").read_text()

@@ -31,6 +31,7 @@ import open_clip
 import pandas as pd
 import pytest
 import torch
+from datasets_fixtures import NOTEBOOK_FILES, RUN_FILES, missing_run_files
 from native_fixtures import edges_touched, make_miniature
 from safetensors.torch import save_file
 
@@ -209,26 +210,7 @@ def test_runs_write_their_folders(world, runs):
         rc, err, out = runs[p]
         assert rc == 0, err[-3000:]
         mini = world.minis[p]
-        for name in [
-            "run.ipynb",
-            "run.json",
-            "experiment.json",
-            "metrics.json",
-            "history.json",
-            "per_class_ap.csv",
-            "model.pt",
-            "checkpoint.pt",
-            "alignment.txt",
-            "reso/regions.json",
-        ]:
-            assert (out / name).is_file(), f"{p}: {name} missing"
-        for fig in [
-            "map_per_epoch_and_per_class_ap.png",
-            "similarity_maps.png",
-            "masking.png",
-            "test_class_counts.png",
-        ]:
-            assert (out / "figures" / fig).stat().st_size > 0, (p, fig)
+        assert not missing_run_files(out, RUN_FILES + NOTEBOOK_FILES + ("figures/test_class_counts.png",)), p
         m = json.loads((out / "metrics.json").read_text())
         assert (m["protocol"], m["protocol_exact"], m["experiment"]) == (p, True, "run")
         assert m["n_train"] == len(mini.splits[mini.train_split])
