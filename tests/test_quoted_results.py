@@ -43,7 +43,7 @@ def gain_and_ci(mean: float, ci: float, sign: float = 1) -> list[float]:
     return [m, m - 100 * ci, m + 100 * ci]
 
 
-def sorted_gain(d: dict) -> list[float]:
+def cost_and_ci(d: dict) -> list[float]:
     "A loss quoted as a positive cost: value, [low, high] of minus the paired difference, in points."
     return gain_and_ci(**d, sign=-1)
 
@@ -80,9 +80,9 @@ QUOTES = [
     ("README.md", rf"beats zero-shot CLIP by\s+{NUM} points \(CI \[{NUM}, {NUM}\]\)",
      lambda: paired_values("bacgcn_tuned", "zeroshot_clip_global"), 1),
     ("README.md", rf"Removing the local branch costs {NUM} points \(CI \[{NUM}, {NUM}\]\)",
-     lambda: sorted_gain(study("paired_vs_paper", "paper_no_local", "mAP")), 1),
+     lambda: cost_and_ci(study("paired_vs_paper", "paper_no_local", "mAP")), 1),
     ("README.md", rf"removing\s+the global branch {NUM} \(CI \[{NUM}, {NUM}\]\)",
-     lambda: sorted_gain(study("paired_vs_paper", "paper_no_global", "mAP")), 1),
+     lambda: cost_and_ci(study("paired_vs_paper", "paper_no_global", "mAP")), 1),
     ("README.md", rf"the background categories and ReSO move mAP by\s+{NUM} points or less",
      lambda: [("<=", max(abs(pct(study("paired_vs_paper", m, "mAP", "mean")))
                          for m in ("paper_no_graph", "paper_no_backgrounds", "paper_no_reso")))], 1),
